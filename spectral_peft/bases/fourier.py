@@ -1,0 +1,89 @@
+"""Fourier basis: a real orthonormal layout of the 2-D DFT, and FourierFT's parameterization.
+
+Real layout (default, ``dft``)
+------------------------------
+For real W the orthonormal spectrum F = fft2(W)/√(MN) is Hermitian, F(u,v) = conj F(−u,−v), so
+half of it is redundant. Positions q = (u,v) fall into
+
+* self-conjugate positions (2u ≡ 0 mod M and 2v ≡ 0 mod N), where F is real: C(q) = Re F(q);
+* conjugate pairs {p, p̄}. The canonical member p has 0 < v < N/2, or v ∈ {0, N/2} and
+  0 < u < M/2. It stores C(p) = √2·Re F(p) and its partner stores C(p̄) = √2·Im F(p).
+
+That gives exactly M·N real coefficients, Σ C² = Σ |F|² = ‖W‖², and no parameter is wasted on
+a duplicate conjugate frequency. With masks S (self), K (canonical), P (partner) and
+C̃(u,v) = C(−u,−v):  Re F = S·C + (K·C + P·C̃)/√2,  Im F = (K·C̃ − P·C)/√2.
+
+FourierFT compatibility (``get_basis("dft", fourierft_compat=True)``)
+---------------------------------------------------------------------
+FourierFT (arXiv 2405.03003; Hugging Face peft's ``FourierFT``) builds ΔW = α·Re(ifft2(S)) from
+a real sparse S with torch's default "backward" normalisation (a 1/(MN) factor). This map
+keeps only the cosine (even) part of S, so two conjugate positions carry the same degree of
+freedom and the map is not invertible. In this mode ``inverse(S) = Re(ifft2(S))`` exactly, and
+``forward`` is its adjoint, which is the same formula (the map is self-adjoint); ``invertible``
+and ``orthonormal`` are ``False``. Use it to reproduce published FourierFT numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import SpectralBasis
+from .registry import register_basis
+
+_SQRT2 = math.sqrt(2.0)
+
+
+def hermitian_masks(rows: int, cols: int, device=None, dtype=torch.float32):
+    """Float masks (self-conjugate, canonical, partner) of shape (rows, cols) for the real DFT layout."""
+    u = torch.arange(rows, device=device).unsqueeze(-1)
+    v = torch.arange(cols, device=device).unsqueeze(0)
+    u_edge = (2 * u) % rows == 0  # u ∈ {0, M/2}
+    v_edge = (2 * v) % cols == 0  # v ∈ {0, N/2}
+    self_conjugate = u_edge & v_edge
+    canonical = ((v > 0) & (2 * v < cols)) | (v_edge & (u > 0) & (2 * u < rows))
+    partner = ~(self_conjugate | canonical)
+    return self_conjugate.to(dtype), canonical.to(dtype), partner.to(dtype)
+
+
+def _conjugate_positions(x: torch.Tensor) -> torch.Tensor:
+    """x(−u mod M, −v mod N) for every position (u, v)."""
+    return torch.roll(torch.flip(x, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+
+
+@register_basis("dft")
+class FourierBasis(SpectralBasis):
+    """Real orthonormal 2-D DFT (see the module docstring), or FourierFT's Re(ifft2(S)).
+
+    Args:
+        fourierft_compat: if True, ``inverse(S) = Re(torch.fft.ifft2(S))`` exactly as FourierFT
+            computes ΔW (not invertible, not orthonormal); ``forward`` is its adjoint.
+    """
+
+    def __init__(self, fourierft_compat: bool = False):
+        if not isinstance(fourierft_compat, bool):
+            raise TypeError(f"fourierft_compat must be a bool, got {fourierft_compat!r}")
+        self.fourierft_compat = fourierft_compat
+        self.orthonormal = not fourierft_compat
+        self.invertible = not fourierft_compat
+
+    def options(self) -> dict:
+        return {"fourierft_compat": self.fourierft_compat}
+
+    def _forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.fourierft_compat:
+            return torch.fft.ifft2(weight).real
+        spectrum = torch.fft.fft2(weight, norm="ortho")
+        self_conj, canonical, partner = hermitian_masks(*weight.shape[-2:], weight.device, weight.dtype)
+        return spectrum.real * (self_conj + _SQRT2 * canonical) - _SQRT2 * partner * spectrum.imag
+
+    def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
+        if self.fourierft_compat:
+            return torch.fft.ifft2(coefficients).real
+        c = coefficients
+        c_conj = _conjugate_positions(c)
+        self_conj, canonical, partner = hermitian_masks(*c.shape[-2:], c.device, c.dtype)
+        real = self_conj * c + (canonical * c + partner * c_conj) / _SQRT2
+        imag = (canonical * c_conj - partner * c) / _SQRT2
+        return torch.fft.ifft2(torch.complex(real, imag), norm="ortho").real

@@ -1,0 +1,41 @@
+"""Discrete Hartley bases: the standard 2-D DHT and the separable variant used by SSH.
+
+* ``dht`` (standard):  H(u,v) = (MN)^-1/2 Σ_m Σ_n W(m,n)·cas(2π(um/M + vn/N)),
+  computed as Re F − Im F with F = fft2(W, norm="ortho").
+* ``dht_separable``:   H = C_M W C_N with C_K[k,n] = cas(2πkn/K)/√K,
+  i.e. the 1-D DHT applied along the rows and then along the columns.
+
+cas = cos + sin. Both are real, orthonormal and their own inverse, but they are different
+transforms (cas(a+b) ≠ cas(a)·cas(b)), so they rank and pick different coefficients.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import SpectralBasis
+from .registry import register_basis
+from .transforms1d import dht_1d
+
+
+@register_basis("dht")
+class HartleyBasis(SpectralBasis):
+    """Standard 2-D discrete Hartley transform, H = Re F − Im F with F = fft2(W)/√(MN)."""
+
+    def _forward(self, weight: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.fft.fft2(weight, norm="ortho")
+        return spectrum.real - spectrum.imag
+
+    def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
+        return self._forward(coefficients)
+
+
+@register_basis("dht_separable")
+class SeparableHartleyBasis(SpectralBasis):
+    """Separable 2-D DHT, H = C_M W C_N with C_K[k,n] = cas(2πkn/K)/√K (the SSH reference variant)."""
+
+    def _forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return dht_1d(dht_1d(weight, dim=-2), dim=-1)
+
+    def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
+        return self._forward(coefficients)
