@@ -1,11 +1,40 @@
 """spectral_peft: parameter-efficient fine-tuning in transform domains.
 
 A frozen linear weight W0 gets the update ΔW = α·B⁻¹(S), where B is a registered spectral basis
-and S is zero except at n chosen (trainable) positions.
+and S is zero except at n chosen (trainable) positions::
+
+    from spectral_peft import SpectralConfig, inject
+    inject(model, SpectralConfig(basis="dht", selector="mixed", delta=0.7, n=1000,
+                                 target_modules=["query", "value"]))
 """
 
-from .bases import SpectralBasis, get_basis, list_bases, register_basis
+from .adapter import SpectralAdapter
+from .bases import SpectralBasis, get_basis, list_bases, register_basis, unregister_basis
+from .config import SpectralConfig
+from .inject import adapters, get_config, inject, merge_and_unload, trainable_parameters
+from .selectors import Selector, get_selector, list_selectors, register_selector
+from .serialization import load_adapters, save_adapters
 
 __version__ = "0.1.0"
 
-__all__ = ["SpectralBasis", "get_basis", "list_bases", "register_basis", "__version__"]
+__all__ = [
+    "SpectralAdapter",
+    "SpectralBasis",
+    "SpectralConfig",
+    "Selector",
+    "adapters",
+    "get_basis",
+    "get_config",
+    "get_selector",
+    "inject",
+    "list_bases",
+    "list_selectors",
+    "load_adapters",
+    "merge_and_unload",
+    "register_basis",
+    "register_selector",
+    "save_adapters",
+    "trainable_parameters",
+    "unregister_basis",
+    "__version__",
+]

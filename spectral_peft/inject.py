@@ -1,0 +1,179 @@
+"""Put spectral adapters into a model, merge them out, and count what trains.
+
+    model = AutoModel.from_pretrained(...)
+    inject(model, SpectralConfig(basis="dht", selector="mixed", delta=0.7, n=1000,
+                                 target_modules=["query", "value"]))
+    ...train...
+    plain = merge_and_unload(model)
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+from torch import nn
+
+from .adapter import SpectralAdapter, is_conv1d, linear_weight_shape
+from .config import SpectralConfig, module_matches
+from .selectors import check_count
+
+CONFIG_ATTRIBUTE = "spectral_peft_config"
+
+
+def adapters(model: nn.Module) -> dict[str, SpectralAdapter]:
+    """The model's spectral adapters by module name."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, SpectralAdapter)}
+
+
+def get_config(model: nn.Module) -> SpectralConfig:
+    """The :class:`SpectralConfig` a model was injected with."""
+    config = getattr(model, CONFIG_ATTRIBUTE, None)
+    if config is None:
+        raise ValueError("this model has no spectral adapters; call inject(model, config) first")
+    return config
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    """Number of parameters with ``requires_grad`` (n per adapted layer after :func:`inject`)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def find_targets(model: nn.Module, config: SpectralConfig) -> dict[str, nn.Module]:
+    """The modules ``config.target_modules`` selects (minus ``exclude_modules``), checked to be linear."""
+    targets = {}
+    for name, module in model.named_modules():
+        if not name or not module_matches(name, config.target_modules):
+            continue
+        if config.exclude_modules is not None and module_matches(name, config.exclude_modules):
+            continue
+        if not (isinstance(module, nn.Linear) or is_conv1d(module)):
+            raise TypeError(
+                f"target_modules={config.target_modules!r} matches {name!r}, a {type(module).__name__}; "
+                "spectral adapters only wrap nn.Linear (or transformers Conv1D) layers — name the linear "
+                "layers themselves"
+            )
+        targets[name] = module
+    if not targets:
+        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) or is_conv1d(m)]
+        suffixes = sorted({n.rsplit(".", 1)[-1] for n in linear})
+        raise ValueError(
+            f"target_modules={config.target_modules!r} (exclude_modules={config.exclude_modules!r}) matches no "
+            f"module. Linear layers in this model end in: {', '.join(suffixes) or '(none)'}; "
+            f"e.g. {', '.join(linear[:5]) or '(none)'}"
+        )
+    return targets
+
+
+def layer_seed(seed: int, key: str) -> int:
+    """A stable per-layer seed derived from the config seed and the layer name (or shape key)."""
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2**63 - 1)
+
+
+def select_positions(targets: dict[str, nn.Module], config: SpectralConfig) -> dict[str, torch.Tensor]:
+    """Chosen flat positions per target layer (see ``SpectralConfig.share_positions``)."""
+    basis, selector = config.build_basis(), config.build_selector()
+    shapes = {name: linear_weight_shape(m) for name, m in targets.items()}
+    for name, shape in shapes.items():
+        try:
+            basis.check_shape(*shape)
+            check_count(config.n, shape)
+        except ValueError as err:
+            raise ValueError(f"layer {name!r} ({shape[0]}x{shape[1]}): {err}") from err
+
+    def energy(names: list[str]) -> torch.Tensor | None:
+        if not selector.needs_scores:
+            return None
+        total = None
+        for name in names:
+            weight = _dense_weight(targets[name])
+            if not torch.isfinite(weight).all():
+                raise ValueError(
+                    f"layer {name!r} has NaN or inf weights; energy-based selection ({config.selector}) needs finite W0"
+                )
+            e = basis.forward(weight) ** 2
+            total = e if total is None else total + e
+        return total
+
+    if not config.share_positions:
+        return {
+            name: selector.select(
+                energy([name]), shapes[name], config.n, torch.Generator().manual_seed(layer_seed(config.seed, name))
+            )
+            for name in targets
+        }
+    groups: dict[tuple[int, int], list[str]] = {}
+    for name, shape in shapes.items():
+        groups.setdefault(shape, []).append(name)
+    positions = {}
+    for shape, names in groups.items():
+        # the same generator state for every shape, exactly as FourierFT draws its shared positions
+        chosen = selector.select(energy(names), shape, config.n, torch.Generator().manual_seed(config.seed))
+        positions.update({name: chosen for name in names})
+    return positions
+
+
+def _dense_weight(layer: nn.Module) -> torch.Tensor:
+    """W0 as an out × in float tensor (float32 unless the layer is float64)."""
+    weight = layer.weight.detach()
+    weight = weight.T if is_conv1d(layer) else weight
+    return weight.to(torch.promote_types(weight.dtype, torch.float32))
+
+
+def inject(
+    model: nn.Module, config: SpectralConfig, positions: dict[str, torch.Tensor] | None = None
+) -> nn.Module:
+    """Replace the targeted linear layers of ``model`` by :class:`SpectralAdapter` in place.
+
+    Every parameter of ``model`` is frozen except the adapters' ``coefficients``. Returns ``model``.
+
+    Args:
+        model: any ``nn.Module`` (a Hugging Face model, a plain stack of layers, ...).
+        config: what to inject where.
+        positions: optional precomputed positions per layer name (used by :func:`load_adapters`);
+            by default they are chosen by the configured selector.
+    """
+    if not isinstance(config, SpectralConfig):
+        raise TypeError(f"config must be a SpectralConfig, got {type(config).__name__}")
+    if adapters(model):
+        raise ValueError(
+            "this model already has spectral adapters; injecting twice would stack them. "
+            "Call merge_and_unload(model) first, or load a fresh model"
+        )
+    targets = find_targets(model, config)
+    if positions is None:
+        positions = select_positions(targets, config)
+    elif set(positions) != set(targets):
+        raise ValueError(
+            f"positions are given for layers {sorted(positions)} but the config targets {sorted(targets)}"
+        )
+    basis = config.build_basis()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for name, layer in targets.items():
+        _set_submodule(model, name, SpectralAdapter(layer, basis, positions[name], config.alpha))
+    setattr(model, CONFIG_ATTRIBUTE, config)
+    return model
+
+
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """Merge every adapter into its base weight and put the plain layer back; returns ``model``.
+
+    The result is an ordinary model (no adapter code runs) whose outputs equal the adapted model's.
+    """
+    found = adapters(model)
+    if not found:
+        raise ValueError("this model has no spectral adapters to merge")
+    for name, adapter in found.items():
+        if not adapter.merged:
+            adapter.merge()
+        _set_submodule(model, name, adapter.base_layer)
+    if hasattr(model, CONFIG_ATTRIBUTE):
+        delattr(model, CONFIG_ATTRIBUTE)
+    return model
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
