@@ -1,0 +1,146 @@
+"""SpectralAdapter on every basis × selector: exact zero init, training, merge/unmerge, dtypes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tests.adapter_cases import BASIS_SELECTOR, TinyNet, make_config, randomize_coefficients, tiny_input
+from spectral_peft import SpectralAdapter, adapters, get_basis, inject, list_bases, trainable_parameters
+
+
+@pytest.mark.parametrize("basis, selector", BASIS_SELECTOR)
+def test_zero_init_gives_identical_outputs(basis, selector):
+    base = TinyNet()
+    expected = base(tiny_input())
+    model = inject(TinyNet(), make_config(basis, selector))
+    assert torch.equal(model(tiny_input()), expected)
+
+
+@pytest.mark.parametrize("basis, selector", BASIS_SELECTOR)
+def test_one_optimizer_step_changes_only_the_coefficients(basis, selector):
+    model = inject(TinyNet(), make_config(basis, selector))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(tiny_input()).pow(2).mean().backward()
+    optimizer.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"up.coefficients", "down.coefficients"}
+    assert trainable_parameters(model) == 2 * 20
+
+
+@pytest.mark.parametrize("basis, selector", BASIS_SELECTOR)
+def test_trainable_parameter_count_is_n_per_layer(basis, selector):
+    model = inject(TinyNet(), make_config(basis, selector, n=37))
+    assert trainable_parameters(model) == 2 * 37
+    assert [name for name, p in model.named_parameters() if p.requires_grad] == [
+        "up.coefficients",
+        "down.coefficients",
+    ]
+
+
+@pytest.mark.parametrize("basis", list_bases())
+def test_delta_weight_is_alpha_times_inverse_of_the_scattered_coefficients(basis):
+    model = inject(TinyNet(), make_config(basis, "random", alpha=3.0))
+    randomize_coefficients(model)
+    adapter = model.up
+    dense = torch.zeros(adapter.out_features * adapter.in_features)
+    dense[adapter.positions] = adapter.coefficients.detach()
+    expected = 3.0 * get_basis(basis).inverse(dense.view(adapter.out_features, adapter.in_features))
+    torch.testing.assert_close(adapter.delta_weight().detach(), expected)
+    x = tiny_input(seed=9)[..., :] @ torch.eye(24)
+    torch.testing.assert_close(
+        adapter(x), x @ (adapter.base_layer.weight + expected).T + adapter.base_layer.bias, atol=1e-5, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("basis", list_bases())
+def test_merge_then_unmerge_restores_the_weight_and_keeps_outputs(basis):
+    model = inject(TinyNet(), make_config(basis, "energy"))
+    randomize_coefficients(model)
+    x = tiny_input()
+    adapted = model(x)
+    w0 = model.up.base_layer.weight.clone()
+    for a in adapters(model).values():
+        a.merge()
+    torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="already merged"):
+        model.up.merge()
+    for a in adapters(model).values():
+        a.unmerge()
+    torch.testing.assert_close(model.up.base_layer.weight, w0, atol=1e-6, rtol=0)
+    torch.testing.assert_close(model(x), adapted, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("basis", list_bases())
+def test_low_and_double_precision_base_weights(basis, dtype):
+    base = TinyNet(dtype=dtype)
+    x = tiny_input(dtype=dtype)
+    expected = base(x)
+    model = inject(TinyNet(dtype=dtype), make_config(basis, "mixed"))
+    assert model.up.coefficients.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert torch.equal(model(x), expected)
+    randomize_coefficients(model, scale=0.05)
+    out = model(x)
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    reference = model.up.base_layer.weight.double() + model.up.delta_weight().double()
+    model.up.merge()
+    tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(model.up.base_layer.weight.double(), reference, atol=tol, rtol=tol)
+
+
+def test_eval_forward_reuses_delta_until_the_coefficients_change():
+    model = inject(TinyNet(), make_config("dht", "energy")).eval()
+    calls = []
+    original = SpectralAdapter.delta_weight
+
+    def counting(self):
+        calls.append(1)
+        return original(self)
+
+    x = tiny_input()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SpectralAdapter, "delta_weight", counting)
+        with torch.no_grad():
+            first = model(x)
+            model(x)
+            assert len(calls) == 2  # one per adapter, then cached
+            randomize_coefficients(model)
+            changed = model(x)
+            assert len(calls) == 4
+    assert not torch.equal(first, changed)
+
+
+def test_adapter_rejects_bad_positions():
+    layer = nn.Linear(4, 3)
+    with pytest.raises(ValueError, match=r"flat indices in \[0, 12\)"):
+        SpectralAdapter(layer, get_basis("dct"), torch.tensor([0, 12]))
+    with pytest.raises(ValueError, match="duplicates"):
+        SpectralAdapter(layer, get_basis("dct"), torch.tensor([1, 1]))
+
+
+def test_adapter_rejects_non_linear_layers():
+    with pytest.raises(TypeError, match="nn.Linear or transformers Conv1D"):
+        SpectralAdapter(nn.Conv2d(2, 2, 1), get_basis("dct"), torch.tensor([0]))
+
+
+def test_transformers_conv1d_weight_is_stored_transposed():
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(0)
+    layer = Conv1D(nf=8, nx=6)  # y = x W + b with W of shape (6, 8)
+    model = nn.Sequential(layer)
+    x = torch.randn(4, 6)
+    expected = model(x)
+    inject(model, make_config("dct", "energy", n=10, target_modules=["0"]))
+    adapter = model[0]
+    assert (adapter.out_features, adapter.in_features) == (8, 6)
+    assert torch.equal(model(x), expected)
+    randomize_coefficients(model)
+    adapted = model(x)
+    torch.testing.assert_close(adapted, x @ (layer.weight + adapter.delta_weight().detach().T) + layer.bias)
+    adapter.merge()
+    torch.testing.assert_close(layer(x), adapted, atol=1e-5, rtol=1e-5)
