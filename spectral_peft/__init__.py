@@ -11,7 +11,7 @@ and S is zero except at n chosen (trainable) positions::
 from .adapter import SpectralAdapter
 from .bases import SpectralBasis, get_basis, list_bases, register_basis, unregister_basis
 from .config import SpectralConfig
-from .inject import adapters, get_config, inject, merge_and_unload, trainable_parameters
+from .inject import adapters, get_config, inject, merge_and_unload, set_route, trainable_parameters
 from .selectors import Selector, get_selector, list_selectors, register_selector
 from .serialization import load_adapters, save_adapters
 
@@ -34,6 +34,7 @@ __all__ = [
     "register_basis",
     "register_selector",
     "save_adapters",
+    "set_route",
     "trainable_parameters",
     "unregister_basis",
     "__version__",

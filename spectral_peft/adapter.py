@@ -7,6 +7,12 @@ indices, a buffer, so they are saved with the state dict and never re-derived). 
 ``coefficients`` are the only trainable values and start at zero, so the adapted layer computes
 exactly what the base layer computes until the first optimizer step. :meth:`delta_weight` is
 the single definition of ΔW that ``forward``, :meth:`merge` and :meth:`unmerge` all use.
+
+How ``forward`` computes it is a *route* (``SpectralAdapter.route``, per instance or for the class;
+see :mod:`spectral_peft.fastpath`): all routes compute the same function and gradients to float
+tolerance, and ``"auto"`` picks the cheapest by shape and token count. Without a coefficient
+gradient (``eval()`` under ``torch.no_grad()``, or frozen coefficients) the forward pass is one
+matmul with a cached W0 + ΔW, so unmerged inference costs what the base layer costs.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bases import SpectralBasis
+from .fastpath.factorization import factorization_for
+from .fastpath.functions import DenseLinear, MergedLinear, SparseLinear
+from .fastpath.plan import ROUTES, AdapterPlan, choose_route
 
 
 def linear_weight_shape(layer: nn.Module) -> tuple[int, int]:
@@ -46,7 +55,17 @@ class SpectralAdapter(nn.Module):
     The coefficients are float32 for float32/float16/bfloat16 weights (float64 for float64); ΔW is
     computed in that precision and
     cast to the activation dtype for the forward pass, and to the weight dtype for merging.
+
+    Attributes:
+        route: how the forward/backward pass is computed: ``"auto"`` (default), ``"reference"``,
+            ``"dense"``, ``"merged"`` or ``"sparse"`` (see :mod:`spectral_peft.fastpath.plan`). Set it
+            on an instance, or on the class for every adapter; :func:`spectral_peft.set_route` sets
+            it on every adapter of a model. The fast routes need float32/float64 activations in
+            the weight's dtype and an ``nn.Linear``/``Conv1D`` base; ``"auto"`` falls back to
+            ``"reference"`` otherwise.
     """
+
+    route: str = "auto"
 
     def __init__(self, base_layer: nn.Module, basis: SpectralBasis, positions: torch.Tensor, alpha: float = 1.0):
         super().__init__()
@@ -72,7 +91,10 @@ class SpectralAdapter(nn.Module):
         dtype = torch.promote_types(base_layer.weight.dtype, torch.float32)  # float32, or float64 for float64 layers
         self.coefficients = nn.Parameter(torch.zeros(positions.numel(), dtype=dtype, device=device))
         self.merged = False
-        self._cache: tuple | None = None
+        self._cache: tuple | None = None  # (key, ΔW) for the reference route
+        self._weight_cache: tuple | None = None  # (key, W0 + ΔW) for inference
+        self._plan_cache: tuple | None = None  # (key, AdapterPlan | None)
+        self.last_route: str | None = None  # the route the last forward pass took (diagnostics)
 
     @property
     def n(self) -> int:
@@ -110,11 +132,123 @@ class SpectralAdapter(nn.Module):
                 self._cache = (key, self.delta_weight().to(dtype))
         return self._cache[1]
 
+    # ------------------------------------------------------------------ routes
+    def base_weight(self) -> torch.Tensor:
+        """W0 as an out × in tensor (a view of the base layer's weight)."""
+        weight = self.base_layer.weight
+        return weight.T if self.fan_in_fan_out else weight
+
+    def plan(self, device=None, dtype=None) -> AdapterPlan | None:
+        """The basis's factorization for this adapter (None if the basis has none: dense route only)."""
+        device = self.positions.device if device is None else device
+        dtype = self.coefficients.dtype if dtype is None else dtype
+        key = (self.positions.data_ptr(), self.positions._version, device, dtype, id(self.basis))
+        if self._plan_cache is None or self._plan_cache[0] != key:
+            factorization = factorization_for(self.basis, self.out_features, self.in_features, self.positions)
+            plan = None if factorization is None else AdapterPlan(factorization, self.n, device, dtype)
+            self._plan_cache = (key, plan)
+        return self._plan_cache[1]
+
+    def _fast_ok(self, x: torch.Tensor) -> bool:
+        base = self.base_layer
+        return (
+            (type(base) is nn.Linear or self.fan_in_fan_out)
+            and x.dtype == base.weight.dtype == self.coefficients.dtype
+            and x.device == base.weight.device
+            and x.shape[-1] == self.in_features
+        )
+
+    def route_for(self, x: torch.Tensor) -> str:
+        """The route ``forward(x)`` takes: the forced one, or the ``"auto"`` choice for this input."""
+        route = self.route
+        if route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}; routes: {', '.join(ROUTES)}")
+        if route == "reference":
+            return route
+        fast_ok = self._fast_ok(x)
+        if route != "auto":
+            if not fast_ok:
+                raise TypeError(
+                    f"route {route!r} needs an nn.Linear/Conv1D base and activations in the weight's and "
+                    f"coefficients' dtype ({self.coefficients.dtype}), got {x.dtype}; use route='auto' or 'reference'"
+                )
+            if route in ("merged", "sparse") and self.plan(x.device) is None:
+                raise ValueError(
+                    f"route {route!r} needs a factorization of basis {self.basis.name!r}, which has none; "
+                    "use 'dense' (or 'auto')"
+                )
+            return route
+        grad = torch.is_grad_enabled()
+        needs_coefficient_grad = grad and self.coefficients.requires_grad
+        base = self.base_layer
+        base_trains = grad and (base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad))
+        if not fast_ok:
+            return "reference"
+        if not needs_coefficient_grad and not base_trains:
+            return "cached"
+        if not needs_coefficient_grad:
+            return "dense"
+        tokens = x.numel() // max(self.in_features, 1)
+        plan = self.plan(x.device)
+        grad_input = grad and x.requires_grad
+        if plan is None:
+            return choose_route(tokens, self.out_features, self.in_features, grad_input, None)
+        return plan.choose(tokens, grad_input)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base_layer(x)
         if self.merged:
-            return out
-        return out + F.linear(x, self._delta_for_forward(x.dtype))
+            return self.base_layer(x)
+        route = self.route_for(x)
+        self.last_route = route
+        if route == "reference":
+            return self.base_layer(x) + F.linear(x, self._delta_for_forward(x.dtype))
+        bias = self.base_layer.bias
+        if route == "cached":
+            return F.linear(x, self.effective_weight(), bias)
+        self._weight_cache = None  # training again: do not hold a weight-sized copy from inference
+        weight = self.base_weight()
+        if route == "dense":
+            return DenseLinear.apply(x, weight, bias, self.delta_weight(), self._delta_no_grad)
+        if route == "merged":
+            return MergedLinear.apply(x, weight, bias, self.coefficients, self.plan(x.device), self.alpha, self._delta_no_grad)
+        return SparseLinear.apply(x, weight, bias, self.coefficients, self.plan(x.device), self.alpha)
+
+    @torch.no_grad()
+    def _delta_no_grad(self) -> torch.Tensor:
+        """ΔW without an autograd graph, by the fastest exact path (equal to :meth:`delta_weight`).
+
+        With a factorization, ΔW = α·Lmat·K·Rmat through its 1-D operators (or its own builder);
+        otherwise ``basis.inverse`` of S with α applied to the n coefficients first (linearity).
+        """
+        plan = self.plan()
+        if plan is not None:
+            return plan.delta(self.coefficients, self.alpha, self.positions)
+        dense = self.coefficients.new_zeros(self.out_features * self.in_features)
+        dense.index_put_((self.positions,), self.coefficients * self.alpha)
+        return self.basis.inverse(dense.view(self.out_features, self.in_features))
+
+    def effective_weight(self) -> torch.Tensor:
+        """W0 + ΔW (out × in, weight dtype), cached while W0 and the coefficients are unchanged.
+
+        Used by the forward pass when no coefficient gradient is needed (inference): one matmul,
+        like the base layer. The cache costs one weight-sized tensor; :meth:`clear_cache` frees it.
+        """
+        weight = self.base_layer.weight
+        coefficients = self.coefficients
+        key = (
+            coefficients._version, coefficients.data_ptr(), weight._version, weight.data_ptr(),
+            self.positions._version, self.positions.data_ptr(), self.alpha, weight.dtype, id(self.basis),
+        )
+        if self._weight_cache is None or self._weight_cache[0] != key:
+            self._weight_cache = None
+            with torch.no_grad():
+                self._weight_cache = (key, (self.base_weight() + self.delta_weight().to(weight.dtype)).contiguous())
+        return self._weight_cache[1]
+
+    def clear_cache(self) -> None:
+        """Drop the cached ΔW / W0 + ΔW (they are rebuilt on demand)."""
+        self._cache = None
+        self._weight_cache = None
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -122,6 +256,7 @@ class SpectralAdapter(nn.Module):
         if self.merged:
             raise RuntimeError("adapter is already merged; call unmerge() first")
         self._add_to_weight(self.delta_weight())
+        self.clear_cache()
         self.merged = True
 
     @torch.no_grad()
@@ -130,6 +265,7 @@ class SpectralAdapter(nn.Module):
         if not self.merged:
             raise RuntimeError("adapter is not merged")
         self._add_to_weight(-self.delta_weight())
+        self.clear_cache()
         self.merged = False
 
     def _add_to_weight(self, delta: torch.Tensor) -> None:

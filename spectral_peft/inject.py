@@ -173,6 +173,25 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     return model
 
 
+def set_route(model: nn.Module, route: str) -> nn.Module:
+    """Force how every spectral adapter of ``model`` computes its forward/backward pass.
+
+    ``route`` is one of ``spectral_peft.fastpath.ROUTES``: ``"auto"`` (the default: chosen per layer
+    by shape and token count), ``"reference"``, ``"dense"``, ``"merged"`` or ``"sparse"``. All routes
+    are exact; the choice only changes speed and memory. Returns ``model``.
+    """
+    from .fastpath.plan import ROUTES
+
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; routes: {', '.join(ROUTES)}")
+    found = adapters(model)
+    if not found:
+        raise ValueError("this model has no spectral adapters")
+    for adapter in found.values():
+        adapter.route = route
+    return model
+
+
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model

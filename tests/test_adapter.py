@@ -71,7 +71,7 @@ def test_merge_then_unmerge_restores_the_weight_and_keeps_outputs(basis):
     for a in adapters(model).values():
         a.unmerge()
     torch.testing.assert_close(model.up.base_layer.weight, w0, atol=1e-6, rtol=0)
-    torch.testing.assert_close(model(x), adapted, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=1e-5)  # W0 is restored up to float32 rounding
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])

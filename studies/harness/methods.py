@@ -1,0 +1,86 @@
+"""Turn one run's settings into a fresh model: spectral adapters (through the public
+``spectral_peft.inject``), Hugging Face peft LoRA, head-only training, or full fine-tuning."""
+from __future__ import annotations
+
+import copy
+import re
+
+from torch import nn
+
+from .model import SentenceClassifier, target_regex
+from .train import seed_everything
+
+__all__ = ["METHODS", "build_model", "comparable_lora_rank", "matching_linears", "selector_takes_delta"]
+
+METHODS = ("spectral", "lora", "head", "full")
+
+
+def selector_takes_delta(selector: str) -> bool:
+    """Whether ``SpectralConfig`` accepts a ``delta`` for this selector (only δ-mixing selectors do)."""
+    from spectral_peft import SpectralConfig
+
+    try:
+        SpectralConfig(selector=selector, delta=0.5)
+        return True
+    except ValueError:
+        SpectralConfig(selector=selector)  # an unknown selector raises here, with the valid names
+        return False
+
+
+def matching_linears(model: nn.Module, regex: str) -> list[tuple[str, nn.Linear]]:
+    pattern = re.compile(regex)
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and pattern.fullmatch(n)]
+
+
+def comparable_lora_rank(backbone: nn.Module, layers, modules, n: int) -> int:
+    """The LoRA rank whose parameter count per adapted layer, r·(in+out), is closest to ``n``."""
+    probe = SentenceClassifier(backbone, 1)
+    found = matching_linears(probe, target_regex(layers, modules))
+    if not found:
+        raise ValueError(f"no linear layer matches layers={list(layers)} modules={list(modules)}")
+    per_rank = sum(m.in_features + m.out_features for _, m in found) / len(found)
+    return max(1, round(n / per_rank))
+
+
+def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int) -> tuple[SentenceClassifier, dict]:
+    """A fresh classifier on a deep copy of ``backbone`` with ``run['method']`` applied.
+
+    Everything random (head init, LoRA init, spectral random positions) follows ``seed``.
+    Returns the model and parameter counts.
+    """
+    method = run["method"]
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    seed_everything(seed)
+    model = SentenceClassifier(copy.deepcopy(backbone), num_labels)
+    targets = target_regex(run["layers"], run["modules"]) if method in ("spectral", "lora") else None
+    adapted = 0
+    if method == "spectral":
+        from spectral_peft import SpectralConfig, inject
+
+        cfg = SpectralConfig(
+            basis=run["basis"], basis_options=dict(run.get("basis_options") or {}), selector=run["selector"],
+            n=int(run["n"]), delta=None if run.get("delta") is None else float(run["delta"]), alpha=float(run["alpha"]), seed=seed,
+            target_modules=targets,
+        )
+        adapted = len(matching_linears(model, targets))
+        inject(model, cfg)
+    elif method == "lora":
+        from peft import LoraConfig, inject_adapter_in_model
+
+        adapted = len(matching_linears(model, targets))
+        model.requires_grad_(False)
+        cfg = LoraConfig(r=int(run["lora_r"]), lora_alpha=float(run["lora_alpha"]), lora_dropout=0.0,
+                         target_modules=targets, bias="none")
+        model = inject_adapter_in_model(cfg, model)
+        for name, p in model.named_parameters():
+            p.requires_grad_("lora_" in name)
+    elif method == "head":
+        model.requires_grad_(False)
+    elif method == "full":
+        model.requires_grad_(True)
+    model.head.requires_grad_(True)
+    head = sum(p.numel() for p in model.head.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return model, {"trainable_params": trainable, "head_params": head, "adapter_params": trainable - head,
+                   "adapted_modules": adapted}

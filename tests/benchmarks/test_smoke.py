@@ -1,0 +1,58 @@
+"""Both benchmarks run end to end in smoke mode (tiny shapes), so they cannot rot.
+
+Timings are printed, never asserted; what is checked is that every method and basis ran and that
+the CSV holds one row per (workload, method) or (basis, size).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_step_smoke(tmp_path):
+    pytest.importorskip("peft")
+    pytest.importorskip("transformers")
+    from spectral_peft import list_bases
+
+    bench = _load("train_step")
+    out = tmp_path / "train_step.csv"
+    rows = bench.main(["--smoke", "--csv", str(out)])
+    with open(out) as f:
+        written = list(csv.DictReader(f))
+    assert len(written) == len(rows) > 0
+    methods = {r["method"] for r in written}
+    assert {"base", "lora", "fourierft"} <= methods
+    assert {f"ours:{b}" for b in list_bases()} <= methods
+    assert {r["workload"] for r in written} == {"minilm", "stack", "wide"}
+    for row in written:
+        assert float(row["median_ms"]) > 0
+    # the memory subprocess ran (smoke: one workload, base and our adapters)
+    assert any(r["step_peak_mb"] != "" for r in written if r["workload"] == "stack")
+
+
+def test_transforms_smoke(tmp_path):
+    from spectral_peft import list_bases
+
+    bench = _load("transforms")
+    out = tmp_path / "transforms.csv"
+    rows = bench.main(["--smoke", "--csv", str(out)])
+    with open(out) as f:
+        written = list(csv.DictReader(f))
+    assert len(written) == len(rows)
+    assert {r["basis"] for r in written} == set(list_bases())
+    assert all(float(r["forward_ms"]) > 0 and float(r["inverse_ms"]) > 0 for r in written)

@@ -1,0 +1,106 @@
+"""Resume after an interruption, and reproducibility of results.csv."""
+import json
+
+import pandas as pd
+import pytest
+
+from .helpers import load_study, run  # noqa: I001  (puts the repo root on sys.path)
+import studies.harness.runner as runner  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _interrupt_after(monkeypatch, k):
+    real = runner.train_and_evaluate
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        if calls["n"] == k:
+            raise KeyboardInterrupt("simulated interruption")
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_and_evaluate", flaky)
+
+
+def test_resume_runs_every_run_exactly_once(tmp_path, monkeypatch):
+    study = load_study("ablate_delta")
+    out = tmp_path / "out"
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(study, out, "--seeds", "0", "1")
+    partial = pd.read_csv(out / "results.csv", keep_default_na=False, dtype=str)
+    assert len(partial) == 2
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+    monkeypatch.undo()
+    assert run(study, out, "--seeds", "0", "1") == 0
+    full = pd.read_csv(out / "results.csv", keep_default_na=False, dtype=str)
+    expected = 2 * (len(study.default_grid({"preset": "smoke"})) + 2)
+    assert len(full) == expected and full["run_key"].is_unique
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["runs"]["done_before"] == 2 and manifest["runs"]["completed_now"] == expected - 2
+    assert sorted(full["run_key"]) == sorted(manifest["runs"]["run_keys"])
+    # rows written before the interruption are kept untouched
+    pd.testing.assert_frame_equal(full.iloc[:2], partial)
+
+    # a third invocation has nothing left to do
+    assert run(study, out, "--seeds", "0", "1") == 0
+    assert len(pd.read_csv(out / "results.csv")) == expected
+    assert json.loads((out / "manifest.json").read_text())["runs"]["completed_now"] == 0
+
+    # widening the grid runs only the new runs
+    assert run(study, out, "--seeds", "0", "1", "2") == 0
+    assert len(pd.read_csv(out / "results.csv")) == expected * 3 // 2
+
+
+def test_failed_runs_are_recorded_and_retried(tmp_path, monkeypatch):
+    study = load_study("ablate_delta")
+    out = tmp_path / "out"
+    real = runner.train_and_evaluate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "train_and_evaluate", broken)
+    assert run(study, out, "--values", "0.5", "--references", "none") == 1
+    df = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert len(df) == 1 and df["status"].iloc[0].startswith("error: RuntimeError")
+    assert json.loads((out / "manifest.json").read_text())["errors"]
+    monkeypatch.setattr(runner, "train_and_evaluate", real)
+    assert run(study, out, "--values", "0.5", "--references", "none") == 0
+    df = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert len(df) == 1 and df["status"].iloc[0] == "ok"
+
+
+def test_same_seeds_same_results(tmp_path):
+    """Two fresh smoke runs give the same results.csv except the wall-time column."""
+    study = load_study("ablate_basis")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(study, a, "--seeds", "0", "1", "--epochs", "3") == 0
+    assert run(study, b, "--seeds", "0", "1", "--epochs", "3") == 0
+    ta = (a / "results.csv").read_text().splitlines()
+    tb = (b / "results.csv").read_text().splitlines()
+    strip = lambda lines: [",".join(line.split(",")[:-1]) for line in lines]  # wall_time_s is last
+    assert ta[0].endswith(",wall_time_s")
+    assert strip(ta) == strip(tb)
+    da = pd.read_csv(a / "results.csv")
+    metrics = ["accuracy", "macro_f1", "eval_loss", "train_loss"]
+    # different seeds do give different numbers (the seed is really used)
+    s0, s1 = da[da["seed"] == 0][metrics].to_numpy(), da[da["seed"] == 1][metrics].to_numpy()
+    assert (s0 != s1).any()
+
+
+def test_cache_is_an_exact_shortcut(tmp_path):
+    """--no-cache runs every layer every step; the numbers match the cached run to float rounding."""
+    study = load_study("ablate_delta")
+    a, b = tmp_path / "cached", tmp_path / "uncached"
+    args = ("--values", "0.5", "--references", "lora", "--epochs", "3")
+    assert run(study, a, *args) == 0
+    assert run(study, b, *args, "--no-cache") == 0
+    da, db = pd.read_csv(a / "results.csv"), pd.read_csv(b / "results.csv")
+    assert list(da["cached_layers"]) == [1, 1] and list(db["cached_layers"]) == [0, 0]
+    for col in ("eval_loss", "train_loss"):
+        assert abs(da[col] - db[col]).max() < 1e-4, col

@@ -1,0 +1,101 @@
+"""Every study end to end on the smoke preset: tiny random BERT + generated data."""
+import json
+
+import pandas as pd
+import pytest
+
+from .helpers import REPO, load_study, run  # noqa: I001  (puts the repo root on sys.path)
+from studies.harness import COLUMNS  # noqa: E402
+from studies.harness.data import make_smoke_dataset  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_smoke_study_end_to_end(study, tmp_path):
+    out = tmp_path / "out"
+    assert run(study, out) == 0
+
+    df = pd.read_csv(out / "results.csv", keep_default_na=False)
+    grid = study.default_grid({"preset": "smoke"})
+    spectral = df[df["method"] == "spectral"]
+    refs = df[df["method"] != "spectral"]
+    assert len(df) == len(grid) + 2 and len(spectral) == len(grid)
+    assert sorted(refs["method"]) == ["head", "lora"]
+    assert list(df.columns[: len(COLUMNS)]) == COLUMNS
+    assert df["run_key"].is_unique
+    assert (df["status"] == "ok").all() and (df["study"] == study.name).all()
+    assert [study.axis_type(v) for v in spectral[study.axis]] == [study.axis_type(v) for v in grid]
+    assert df["accuracy"].astype(float).between(0, 1).all()
+    assert (df["wall_time_s"].astype(float) > 0).all()
+    assert (df["seed"] == 0).all()
+    # parameter counts: n per adapted layer (+ head), LoRA r·(in+out) per layer, head-only = head
+    head_params = 32 * 4 + 4
+    assert (df["head_params"] == head_params).all()
+    n = spectral["n"].astype(int)
+    assert (spectral["adapter_params"] == n * spectral["adapted_modules"]).all()
+    assert (spectral["trainable_params"] == spectral["adapter_params"] + head_params).all()
+    lora = refs[refs["method"] == "lora"].iloc[0]
+    assert lora["adapter_params"] == int(lora["lora_r"]) * (32 + 32) * 2
+    assert refs[refs["method"] == "head"].iloc[0]["trainable_params"] == head_params
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["study"] == study.name
+    assert {"commit", "dirty"} <= set(manifest["git"])
+    for pkg in ("torch", "transformers", "peft", "spectral_peft", "python"):
+        assert pkg in manifest["packages"]
+    assert manifest["packages"]["torch"]
+    assert {"platform", "python", "cpu_count", "torch_threads"} <= set(manifest["platform"])
+    assert manifest["seeds"] == [0] and manifest["preset"] == "smoke"
+    assert manifest["config"]["n"] and manifest["config"]["layers"] == [1]
+    assert "--preset smoke" in manifest["command"] and manifest["argv"]
+    assert manifest["runs"]["planned"] == len(df) and manifest["runs"]["run_keys"] == list(df["run_key"])
+    assert manifest["dataset"]["name"] == "smoke" and manifest["backbone"]["name"] == "tiny-bert"
+
+    for ext in ("png", "pdf"):
+        path = out / f"{study.name}.{ext}"
+        assert path.is_file() and path.stat().st_size > 1000
+    assert (out / "results.md").read_text().count("\n") == len(df) + 2
+
+
+def test_data_dir_and_overrides(tmp_path):
+    """A user's TSV folder via --data-dir, two seeds, a custom grid and references."""
+    ds = make_smoke_dataset(num_labels=3, train=60, dev=12, test=30, seed=7)
+    data = tmp_path / "mydata"
+    data.mkdir()
+    for split in ("train", "dev", "test"):
+        s = ds[split]
+        pd.DataFrame({"text": s.texts, "label": [ds.label_names[i] for i in s.labels]}).to_csv(
+            data / f"{split}.tsv", sep="\t", index=False)
+    study = load_study("ablate_n")
+    out = tmp_path / "out"
+    assert run(study, out, "--data-dir", str(data), "--seeds", "0", "1", "--values", "8,32",
+               "--references", "head", "--selector", "random", "--max-steps", "5") == 0
+    df = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert len(df) == 2 * (2 + 1)
+    assert set(df["dataset"]) == {"mydata"} and set(df["seed"]) == {0, 1}
+    assert set(df[df["method"] == "spectral"]["selector"]) == {"random"}
+    assert set(df[df["method"] == "spectral"]["delta"]) == {""}  # random takes no δ
+    assert (df["steps"] == 5).all()
+    assert json.loads((out / "manifest.json").read_text())["dataset"]["num_labels"] == 3
+
+
+def test_plot_only_redraws(tmp_path):
+    study = load_study("ablate_delta")
+    out = tmp_path / "out"
+    assert run(study, out, "--values", "0.5", "--references", "none") == 0
+    (out / "ablate_delta.png").unlink()
+    assert run(study, out, "--plot-only") == 0
+    assert (out / "ablate_delta.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["ablate_delta", "ablate_n", "ablate_basis"])
+def test_help(name):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, str(REPO / "studies" / f"{name}.py"), "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for opt in ("--preset", "--seeds", "--dataset", "--data-dir", "--out", "--values"):
+        assert opt in res.stdout
+    assert ("--basis " in res.stdout) == (name != "ablate_basis")

@@ -1,0 +1,386 @@
+"""Every route of the adapter agrees with the definition, for every registered basis.
+
+The reference is y = x (W0 + ΔW)ᵀ + b with ΔW = ``delta_weight()`` differentiated by plain
+autograd. Each route ("dense", and "merged"/"sparse" where the basis has a factorization, and
+"auto") must reproduce y and the gradients of x, the coefficients and (when unfrozen) the bias
+and W0, in float64 to ~1e-9, on hypothesis-drawn shapes (square, non-square, odd where the basis
+allows). Parametrized over ``list_bases()``: a newly registered basis is covered with no edit.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from spectral_peft import (
+    SpectralAdapter,
+    SpectralBasis,
+    SpectralConfig,
+    get_basis,
+    inject,
+    list_bases,
+    merge_and_unload,
+    register_basis,
+    set_route,
+    unregister_basis,
+)
+from spectral_peft.fastpath import ROUTES, factorization_for
+from spectral_peft.fastpath.plan import choose_route
+from tests.conftest import randn, seeds, shapes_for
+
+BASES = list_bases()
+# Non-default options whose fast paths differ from the defaults'.
+VARIANTS = [(name, {}) for name in BASES] + [
+    ("dft", {"fourierft_compat": True}),
+    ("wavelet", {"wavelet": "haar", "level": 1}),
+    ("wavelet", {"wavelet": "sym3"}),
+]
+VARIANT_IDS = [f"{n}{'-' + '-'.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for n, o in VARIANTS]
+
+
+def _routes(adapter) -> list[str]:
+    return ["dense"] + (["merged", "sparse"] if adapter.plan() is not None else [])
+
+
+def _make(basis, shape, n, seed, dtype=torch.float64, bias=True, alpha=1.3):
+    rows, cols = shape
+    g = torch.Generator().manual_seed(seed)
+    layer = nn.Linear(cols, rows, bias=bias).to(dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(rows, cols, generator=g, dtype=torch.float64))
+        if bias:
+            layer.bias.copy_(torch.randn(rows, generator=g, dtype=torch.float64))
+    positions = torch.randperm(rows * cols, generator=g)[:n]
+    adapter = SpectralAdapter(layer, basis, positions, alpha=alpha)
+    with torch.no_grad():
+        adapter.coefficients.copy_(torch.randn(n, generator=g, dtype=torch.float64))
+    return adapter
+
+
+def _run(adapter, x, g, route=None):
+    """(y, dL/dx, dL/dc, dL/db, dL/dW0) for L = <y, g> through the adapter's forward."""
+    if route is not None:
+        adapter.route = route
+    params = [adapter.coefficients] + [p for p in adapter.base_layer.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = None
+    x = x.clone().requires_grad_(True)
+    y = adapter(x)
+    (y * g).sum().backward()
+    base = adapter.base_layer
+    return (
+        y.detach(),
+        x.grad,
+        adapter.coefficients.grad,
+        None if base.bias is None else base.bias.grad,
+        base.weight.grad,
+    )
+
+
+def _reference(adapter, x, g):
+    """The same quantities through the definition: F.linear(x, W0 + delta_weight(), b)."""
+    params = [adapter.coefficients] + [p for p in adapter.base_layer.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = None
+    x = x.clone().requires_grad_(True)
+    y = F.linear(x, adapter.base_weight() + adapter.delta_weight(), adapter.base_layer.bias)
+    (y * g).sum().backward()
+    base = adapter.base_layer
+    return (
+        y.detach(),
+        x.grad,
+        adapter.coefficients.grad,
+        None if base.bias is None else base.bias.grad,
+        base.weight.grad,
+    )
+
+
+def _assert_same(actual, expected, tol=1e-9, what=""):
+    names = ["y", "grad x", "grad coefficients", "grad bias", "grad W0"]
+    for name, a, e in zip(names, actual, expected):
+        if e is None:
+            assert a is None, f"{what}: {name} should be None"
+            continue
+        assert a is not None, f"{what}: {name} missing"
+        scale = max(1.0, e.abs().max().item())
+        torch.testing.assert_close(a, e, rtol=tol, atol=tol * scale, msg=f"{what}: {name}")
+
+
+@pytest.fixture(params=VARIANTS, ids=VARIANT_IDS, scope="module")
+def basis(request):
+    name, options = request.param
+    return get_basis(name, **options)
+
+
+# ------------------------------------------------------------------------------------------------
+# The factorization itself
+# ------------------------------------------------------------------------------------------------
+@given(data=st.data(), seed=seeds)
+def test_factorization_equals_inverse(basis, data, seed):
+    rows, cols = data.draw(shapes_for(basis, max_side=14), label="shape")
+    n = data.draw(st.integers(1, rows * cols), label="n")
+    positions = torch.randperm(rows * cols, generator=torch.Generator().manual_seed(seed))[:n]
+    factorization = factorization_for(basis, rows, cols, positions)
+    if factorization is None:
+        return
+    c = randn(n, seed=seed)
+    dense = torch.zeros(rows * cols, dtype=torch.float64)
+    dense[positions] = c
+    expected = basis.inverse(dense.view(rows, cols))
+    torch.testing.assert_close(factorization.dense(c), expected, rtol=1e-10, atol=1e-10)
+    if factorization.inverse is not None:
+        torch.testing.assert_close(factorization.inverse(dense.view(rows, cols).clone()), expected, rtol=1e-10, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------------------------
+# Every route against the definition
+# ------------------------------------------------------------------------------------------------
+@settings(max_examples=25)
+@given(data=st.data(), seed=seeds)
+def test_routes_match_reference(basis, data, seed):
+    shape = data.draw(shapes_for(basis, max_side=16), label="shape")
+    n = data.draw(st.integers(1, min(shape[0] * shape[1], 40)), label="n")
+    lead = data.draw(st.sampled_from([(1,), (3,), (2, 5), (7,)]), label="leading dims")
+    bias = data.draw(st.booleans(), label="bias")
+    adapter = _make(basis, shape, n, seed, bias=bias)
+    x = randn(*lead, shape[1], seed=seed + 1)
+    g = randn(*lead, shape[0], seed=seed + 2)
+    expected = _reference(adapter, x, g)
+    for route in _routes(adapter) + ["auto", "reference"]:
+        _assert_same(_run(adapter, x, g, route), expected, what=f"{basis!r} {shape} route={route}")
+
+
+@pytest.mark.parametrize("route", ["dense", "merged", "sparse"])
+def test_unfrozen_base_and_input_without_grad(basis, route):
+    """Gradients of W0 and b when someone unfreezes them; no x gradient when x needs none."""
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(basis, s))
+    adapter = _make(basis, shape, 9, seed=3)
+    if route != "dense" and adapter.plan() is None:
+        pytest.skip("no factorization")
+    adapter.base_layer.weight.requires_grad_(True)
+    adapter.base_layer.bias.requires_grad_(True)
+    x = randn(4, shape[1], seed=4)
+    g = randn(4, shape[0], seed=5)
+    _assert_same(_run(adapter, x, g, route), _reference(adapter, x, g), what=route)
+    # x without grad: only parameter gradients
+    adapter.route = route
+    y = adapter(x)
+    (y * g).sum().backward()
+    assert adapter.coefficients.grad is not None
+
+
+def _supports(basis, shape):
+    try:
+        basis.check_shape(*shape)
+    except ValueError:
+        return False
+    return True
+
+
+def test_routes_float32(basis):
+    shape = next(s for s in [(24, 40), (40, 24), (32, 32), (16, 48)] if _supports(basis, s))
+    adapter = _make(basis, shape, 50, seed=7, dtype=torch.float32)
+    x = randn(6, 9, shape[1], seed=8, dtype=torch.float32)
+    g = randn(6, 9, shape[0], seed=9, dtype=torch.float32)
+    expected = _reference(adapter, x, g)
+    for route in _routes(adapter):
+        _assert_same(_run(adapter, x, g, route), expected, tol=2e-4, what=f"float32 {route}")
+
+
+def test_conv1d_base_layer(basis):
+    """transformers' Conv1D (weight stored in × out) goes through the same routes."""
+    pytest.importorskip("transformers")
+    from transformers.pytorch_utils import Conv1D
+
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(basis, s))
+    rows, cols = shape
+    layer = Conv1D(rows, cols).double()
+    with torch.no_grad():
+        layer.weight.copy_(randn(cols, rows, seed=1))
+        layer.bias.copy_(randn(rows, seed=2))
+    adapter = SpectralAdapter(layer, basis, torch.arange(0, rows * cols, 3), alpha=0.7)
+    with torch.no_grad():
+        adapter.coefficients.copy_(randn(adapter.n, seed=3))
+    x, g = randn(5, cols, seed=4), randn(5, rows, seed=5)
+    expected = _reference(adapter, x, g)
+    for route in _routes(adapter) + ["auto"]:
+        _assert_same(_run(adapter, x, g, route), expected, what=f"Conv1D {route}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Inference: cached W0 + ΔW, merge
+# ------------------------------------------------------------------------------------------------
+def test_inference_uses_cached_weight_and_tracks_updates(basis):
+    shape = next(s for s in [(16, 24), (24, 16), (16, 16)] if _supports(basis, s))
+    adapter = _make(basis, shape, 20, seed=11)
+    x = randn(3, shape[1], seed=12)
+    with torch.no_grad():
+        y1 = adapter(x)
+        assert adapter.last_route == "cached"
+        cached = adapter.effective_weight()
+        assert adapter(x).data_ptr() != 0 and adapter.effective_weight() is cached  # reused
+        expected = F.linear(x, adapter.base_weight() + adapter.delta_weight(), adapter.base_layer.bias)
+        torch.testing.assert_close(y1, expected, rtol=1e-10, atol=1e-10)
+        adapter.coefficients.add_(1.0)  # an optimizer step changes the coefficients in place
+        y2 = adapter(x)
+        assert adapter.effective_weight() is not cached
+        expected = F.linear(x, adapter.base_weight() + adapter.delta_weight(), adapter.base_layer.bias)
+        torch.testing.assert_close(y2, expected, rtol=1e-10, atol=1e-10)
+    adapter(x.requires_grad_(True)).sum().backward()  # training again drops the inference copy
+    assert adapter.last_route != "cached" and adapter._weight_cache is None
+    adapter.coefficients.requires_grad_(False)  # frozen coefficients: cached even with grad enabled
+    assert adapter.route_for(x.detach()) == "cached"
+
+
+def test_merge_and_unload_matches_every_route():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.GELU(), nn.Linear(16, 8)).double()
+    inject(model, SpectralConfig(basis="dht", n=30, selector="random", target_modules=["0", "2"]))
+    for adapter in model.modules():
+        if isinstance(adapter, SpectralAdapter):
+            with torch.no_grad():
+                adapter.coefficients.normal_()
+    x = randn(5, 12, seed=1)
+    outputs = {}
+    for route in ROUTES:
+        set_route(model, route)
+        outputs[route] = model(x).detach()
+    plain = merge_and_unload(model)
+    assert not any(isinstance(m, SpectralAdapter) for m in plain.modules())
+    merged = plain(x)
+    for route, y in outputs.items():
+        torch.testing.assert_close(y, merged, rtol=1e-10, atol=1e-10, msg=route)
+
+
+# ------------------------------------------------------------------------------------------------
+# Route selection and the extension points
+# ------------------------------------------------------------------------------------------------
+def test_auto_route_depends_on_tokens():
+    plan = _make(get_basis("dht"), (384, 384), 1000, seed=0, dtype=torch.float32).plan()
+    assert choose_route(8, 384, 384, True, plan) == "sparse"  # a few tokens: never form ΔW
+    assert choose_route(8, 384, 384, True, None) == "dense"  # no factorization: dense
+    big = choose_route(4096, 384, 384, True, plan)
+    assert big in ("merged", "dense")  # many tokens: one matmul with W0 + ΔW
+
+
+def test_unknown_and_impossible_routes():
+    adapter = _make(get_basis("dct"), (6, 8), 5, seed=0)
+    x = randn(2, 8, seed=1)
+    adapter.route = "fastest"
+    with pytest.raises(ValueError, match="unknown route"):
+        adapter(x)
+    adapter.route = "sparse"
+    with pytest.raises(TypeError, match="dtype"):
+        adapter(x.float())
+    with pytest.raises(ValueError, match="unknown route"):
+        set_route(nn.Sequential(adapter), "nope")
+
+
+class _NoFastPath(SpectralBasis):
+    """A basis with no factorization: B = 2·I (linear, not orthonormal)."""
+
+    orthonormal = False
+
+    def _forward(self, weight):
+        return 2.0 * weight
+
+    def _inverse(self, coefficients):
+        return 2.0 * coefficients
+
+
+def test_basis_without_factorization_falls_back_to_dense():
+    register_basis("test_no_fast_path")(_NoFastPath)
+    try:
+        basis = get_basis("test_no_fast_path")
+        adapter = _make(basis, (5, 7), 6, seed=0)
+        assert adapter.plan() is None
+        x, g = randn(3, 7, seed=1), randn(3, 5, seed=2)
+        adapter.route = "auto"
+        _assert_same(_run(adapter, x, g), _reference(adapter, x, g), what="auto")
+        assert adapter.last_route == "dense"
+        adapter.route = "merged"
+        with pytest.raises(ValueError, match="factorization"):
+            adapter(x)
+    finally:
+        unregister_basis("test_no_fast_path")
+
+
+class _Hooked(SpectralBasis):
+    """Identity with its fast path given by the optional ``sparse_factorization`` hook."""
+
+    calls = 0
+
+    def _forward(self, weight):
+        return weight.clone()
+
+    def _inverse(self, coefficients):
+        return coefficients.clone()
+
+    def sparse_factorization(self, rows, cols, positions):
+        from spectral_peft.fastpath import IdentityOp, separable
+
+        type(self).calls += 1
+        return separable(IdentityOp(rows), IdentityOp(cols), positions)
+
+
+def test_basis_hook_provides_the_fast_path():
+    register_basis("test_hooked")(_Hooked)
+    try:
+        adapter = _make(get_basis("test_hooked"), (6, 9), 8, seed=0)
+        assert adapter.plan() is not None and _Hooked.calls >= 1
+        x, g = randn(4, 9, seed=1), randn(4, 6, seed=2)
+        for route in ("merged", "sparse"):
+            _assert_same(_run(adapter, x, g, route), _reference(adapter, x, g), what=route)
+    finally:
+        unregister_basis("test_hooked")
+
+
+@pytest.mark.parametrize("route", ["merged", "sparse"])
+def test_routes_over_many_token_chunks(basis, route, monkeypatch):
+    """The routes process tokens in chunks; force many small chunks and compare again."""
+    import spectral_peft.fastpath.core as core
+    import spectral_peft.fastpath.plan as plan
+
+    monkeypatch.setattr(plan, "TOKEN_CHUNK_ELEMENTS", 64)
+    monkeypatch.setattr(core, "CHUNK_ELEMENTS", 64)
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(basis, s))
+    adapter = _make(basis, shape, 11, seed=21)
+    if adapter.plan() is None:
+        pytest.skip("no factorization")
+    x, g = randn(5, 23, shape[1], seed=22), randn(5, 23, shape[0], seed=23)  # 115 tokens, 32-row chunks
+    _assert_same(_run(adapter, x, g, route), _reference(adapter, x, g), what=route)
+
+
+def test_adapters_sharing_one_input():
+    """query/key/value-like adapters read the same input tensor; gradients still add up exactly."""
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.query, self.key, self.value = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 8)
+
+        def forward(self, x):
+            return self.query(x).sum(-1) * self.key(x).sum(-1) + self.value(x).sum(-1)
+
+    block = Block().double()
+    inject(block, SpectralConfig(basis="dft", n=25, selector="random", target_modules=["query", "key", "value"]))
+    for m in block.modules():
+        if isinstance(m, SpectralAdapter):
+            with torch.no_grad():
+                m.coefficients.normal_()
+    x = randn(3, 7, 16, seed=1)
+    grads = {}
+    for route in ("reference", "merged", "sparse", "dense"):
+        set_route(block, route)
+        xx = x.clone().requires_grad_(True)
+        block.zero_grad()
+        block(xx).sum().backward()
+        grads[route] = [xx.grad] + [m.coefficients.grad.clone() for m in block.modules() if isinstance(m, SpectralAdapter)]
+    for route in ("merged", "sparse", "dense"):
+        for a, e in zip(grads[route], grads["reference"]):
+            torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9)
