@@ -121,23 +121,29 @@ class _PyramidSynthesis:
         # standard [a | d] → blockwise, folded into the synthesis gather
         return lvl.synthesis(z, self._standard_index(lvl, index), matrix)
 
+    def _rows_in_place(self, lvl: DwtLevel, z: torch.Tensor) -> None:
+        """Synthesis along the last dimension of ``z``, written back into ``z``, a few rows at a time."""
+        step = max(64, (1 << 19) // z.shape[-1])  # ~2 MiB of gathered windows per piece
+        for start in range(0, z.shape[0], step):
+            part = z[start : start + step]
+            part.copy_(self._synthesis(lvl, part))
+
     def __call__(self, coefficients: torch.Tensor) -> torch.Tensor:
         """B⁻¹(S) for a 2-D S; overwrites S (the caller passes a fresh tensor) and returns it.
 
         Level by level from the deepest: synthesis along the rows of the top-left block, then along
-        its columns, a few hundred rows/columns at a time so that the gathered windows stay small.
+        its columns (transposed once), a few hundred rows at a time so that the gathered windows
+        stay small.
         """
         out = coefficients
-        step = max(16, (1 << 17) // max(out.shape[-1], out.shape[-2]))
         for row_lvl, col_lvl in reversed(list(zip(self.rows_op.levels, self.cols_op.levels))):
             rows, cols = row_lvl.length, col_lvl.length
             block = out[:rows, :cols]
-            for start in range(0, rows, step):
-                part = block[start : start + step]
-                part.copy_(self._synthesis(col_lvl, part))
-            for start in range(0, cols, step):
-                part = block[:, start : start + step]
-                part.copy_(self._synthesis(row_lvl, part.T).T)
+            self._rows_in_place(col_lvl, block)
+            columns = block.T.contiguous()
+            self._rows_in_place(row_lvl, columns)
+            block.copy_(columns.T)
+            del columns
         return out
 
 
