@@ -10,36 +10,10 @@ head-only training as references.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from studies.harness import Study, main  # noqa: E402
-
-
-def registered_bases(cfg):
-    """every basis in spectral_peft.list_bases()"""
-    from spectral_peft import list_bases
-
-    return list(list_bases())
-
-
-class BasisStudy(Study):
-    def basis_options_for(self, cfg, basis):
-        # --basis-options maps a basis name to its options here, e.g. '{"wavelet": {"wavelet": "db2"}}'
-        return dict((cfg.get("basis_options") or {}).get(basis, {}))
-
-
-STUDY = BasisStudy(
-    name="ablate_basis",
-    title="Basis at equal n and selection rule",
-    axis="basis",
-    axis_label="basis",
-    description=__doc__,
-    grids=registered_bases,
-    axis_type=str,
-    categorical=True,
-    basis_options_help='options per basis as JSON mapping a basis name to its options, e.g. '
-    '\'{"wavelet": {"wavelet": "db2"}}\' (default: each basis\'s defaults)',
-)
+from spectral_peft.studies.catalog.ablate_basis import STUDY  # noqa: E402
+from spectral_peft.studies import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(STUDY))

@@ -9,21 +9,10 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from studies.harness import Study, main  # noqa: E402
-
-GRID = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
-
-STUDY = Study(
-    name="ablate_delta",
-    title="Mixed selector: energy share δ",
-    axis="delta",
-    axis_label="δ (share of the n positions chosen by energy of B(W0); the rest at random)",
-    description=__doc__,
-    grids={"smoke": [0.0, 0.5, 1.0], "quick": GRID, "full": GRID},
-    fixed={"selector": "mixed"},
-)
+from spectral_peft.studies.catalog.ablate_delta import STUDY  # noqa: E402
+from spectral_peft.studies import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(STUDY))

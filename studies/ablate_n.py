@@ -10,24 +10,10 @@ The LoRA reference has the rank whose parameter count is closest to the preset's
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from studies.harness import Study, main  # noqa: E402
-
-STUDY = Study(
-    name="ablate_n",
-    title="Coefficients per layer n",
-    axis="n",
-    axis_label="n (trained coefficients per adapted layer, log scale)",
-    description=__doc__,
-    grids={
-        "smoke": [16, 64, 256],
-        "quick": [48, 192, 768, 3072, 12288],
-        "full": [24, 48, 96, 192, 384, 768, 1536, 3072, 6144, 12288],
-    },
-    axis_type=int,
-    log_x=True,
-)
+from spectral_peft.studies.catalog.ablate_n import STUDY  # noqa: E402
+from spectral_peft.studies import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(STUDY))

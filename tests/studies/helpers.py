@@ -7,7 +7,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-STUDIES = ("ablate_delta", "ablate_n", "ablate_basis")
+from spectral_peft.studies.catalog import studies as _catalog  # noqa: E402
+
+STUDIES = tuple(_catalog())
 
 
 def load_study(name: str):
@@ -20,6 +22,6 @@ def load_study(name: str):
 
 def run(study, out, *extra):
     """Run a study in-process on the smoke preset (extra CLI options appended)."""
-    from studies.harness import run_study
+    from spectral_peft.studies import run_study
 
     return run_study(study, ["--preset", "smoke", "--out", str(out), "--quiet", *extra])

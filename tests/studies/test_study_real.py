@@ -12,8 +12,8 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def test_minilm_on_real_data_beats_chance(tmp_path):
-    from studies.harness import run_study
-    from studies.harness.data import load_dataset, subsample
+    from spectral_peft.studies import run_study
+    from spectral_peft.studies.data import load_dataset, subsample
 
     study = load_study("ablate_delta")
     out = tmp_path / "real"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from .helpers import load_study, run  # noqa: I001  (puts the repo root on sys.path)
-import studies.harness.runner as runner  # noqa: E402
+import spectral_peft.studies.runner as runner  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 

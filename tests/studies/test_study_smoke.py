@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from .helpers import REPO, load_study, run  # noqa: I001  (puts the repo root on sys.path)
-from studies.harness import COLUMNS  # noqa: E402
-from studies.harness.data import make_smoke_dataset  # noqa: E402
+from spectral_peft.studies import COLUMNS  # noqa: E402
+from spectral_peft.studies.data import make_smoke_dataset  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -99,3 +99,30 @@ def test_help(name):
     for opt in ("--preset", "--seeds", "--dataset", "--data-dir", "--out", "--values"):
         assert opt in res.stdout
     assert ("--basis " in res.stdout) == (name != "ablate_basis")
+
+
+def test_console_lists_every_study_and_runs_its_help():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "spectral_peft.studies", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    from spectral_peft.studies.catalog import studies
+
+    for name in studies():
+        assert name.replace("_", "-") in res.stdout
+    res = subprocess.run([sys.executable, "-m", "spectral_peft.studies", "ablate-delta", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("usage: spectral-peft ablate-delta")
+    res = subprocess.run([sys.executable, "-m", "spectral_peft.studies", "no-such-study"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "ablate-delta" in res.stderr
+
+
+def test_option_abbreviations_are_rejected(tmp_path):
+    # "--basis" must not silently parse as an abbreviation of "--basis-options"
+    study = load_study("ablate_basis")
+    with pytest.raises(SystemExit):
+        run(study, tmp_path / "out", "--basis", "dct")

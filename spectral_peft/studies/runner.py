@@ -243,9 +243,9 @@ def _finish_outputs(study: Study, out: Path, rows: list[dict], keys: set[str] | 
     return paths + [str(out / "results.md")]
 
 
-def run_study(study: Study, argv: list[str] | None = None) -> int:
+def run_study(study: Study, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run every pending run, write the outputs. Returns a process exit code."""
-    parser = build_parser(study)
+    parser = build_parser(study, prog=prog)
     args = parser.parse_args(argv)
     cfg = resolve(study, args)
     out = Path(cfg["out"])
@@ -432,10 +432,10 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
     return 0 if not errors else 1
 
 
-def main(study: Study, argv: list[str] | None = None) -> int:
+def main(study: Study, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Entry point of the study scripts: like :func:`run_study`, but Ctrl-C exits quietly with 130."""
     try:
-        return run_study(study, argv)
+        return run_study(study, argv, prog=prog)
     except KeyboardInterrupt:
         print("interrupted: finished runs are in results.csv; rerun the same command to resume",
               file=sys.stderr)

@@ -33,9 +33,10 @@ def _d(key: str) -> str:
     return "(" + "; ".join(f"{'/'.join(names)}: {v}" for v, names in groups.items()) + ")"
 
 
-def build_parser(study) -> argparse.ArgumentParser:
+def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=f"python studies/{study.name}.py",
+        prog=prog or f"python studies/{study.name}.py",
+        allow_abbrev=False,
         description=study.description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Options left unset take their value from the preset; the resolved configuration is "

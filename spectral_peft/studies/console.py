@@ -1,0 +1,44 @@
+"""The ``spectral-peft`` command: one subcommand per study of :mod:`spectral_peft.studies.catalog`.
+
+    spectral-peft ablate-delta --preset quick
+    spectral-peft ablate-basis --help
+    spectral-peft list
+"""
+from __future__ import annotations
+
+import sys
+
+from .catalog import studies
+
+
+def _command(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _usage(available: dict) -> str:
+    lines = ["usage: spectral-peft <study> [options]   (spectral-peft <study> --help for its options)", "", "studies:"]
+    width = max(len(_command(n)) for n in available)
+    for name, study in available.items():
+        lines.append(f"  {_command(name):<{width}}  {study.title}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .runner import main as run_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    available = studies()
+    if not argv or argv[0] in ("-h", "--help", "help", "list"):
+        print(_usage(available))
+        return 0
+    by_command = {_command(name): study for name, study in available.items()}
+    command, rest = argv[0], argv[1:]
+    study = by_command.get(command) or available.get(command)
+    if study is None:
+        print(f"spectral-peft: unknown study {command!r}; studies: {', '.join(by_command)}", file=sys.stderr)
+        return 2
+    return run_main(study, rest, prog=f"spectral-peft {_command(study.name)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
