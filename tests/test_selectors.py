@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spectral_peft import get_selector, list_selectors
-from spectral_peft.selectors import MixedSelector, Selector, register_selector
+from spectral_peft.selectors import Selector, register_selector
+from spectral_peft.selectors.mixed import MixedSelector
 
 
 def gen(seed=0):
