@@ -12,12 +12,14 @@ from .adapter import SpectralAdapter
 from .bases import SpectralBasis, get_basis, list_bases, register_basis, unregister_basis
 from .config import SpectralConfig
 from .inject import adapters, get_config, inject, merge_and_unload, set_route, trainable_parameters
+from .selection import Calibration, preview_positions
 from .selectors import Selector, get_selector, list_selectors, register_selector
 from .serialization import load_adapters, save_adapters
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Calibration",
     "SpectralAdapter",
     "SpectralBasis",
     "SpectralConfig",
@@ -31,6 +33,7 @@ __all__ = [
     "list_selectors",
     "load_adapters",
     "merge_and_unload",
+    "preview_positions",
     "register_basis",
     "register_selector",
     "save_adapters",

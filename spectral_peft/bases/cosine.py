@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import SpectralBasis
+from .base import SpectralBasis, radial_frequency
 from .registry import register_basis
 from .transforms1d import dct_1d, idct_1d
 
@@ -22,3 +22,8 @@ class CosineBasis(SpectralBasis):
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         return idct_1d(idct_1d(coefficients, dim=-1), dim=-2)
+
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """Index u of a length-K axis oscillates at u/(2K) cycles per sample: φ_u = u/K of Nyquist."""
+        self.check_shape(rows, cols)
+        return radial_frequency(torch.arange(rows) / rows, torch.arange(cols) / cols)

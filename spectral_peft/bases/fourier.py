@@ -29,7 +29,8 @@ import math
 
 import torch
 
-from .base import SpectralBasis
+from .base import SpectralBasis, radial_frequency
+from .hartley import fft_axis_frequency
 from .registry import register_basis
 
 _SQRT2 = math.sqrt(2.0)
@@ -87,3 +88,9 @@ class FourierBasis(SpectralBasis):
         real = self_conj * c + (canonical * c + partner * c_conj) / _SQRT2
         imag = (canonical * c_conj - partner * c) / _SQRT2
         return torch.fft.ifft2(torch.complex(real, imag), norm="ortho").real
+
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """Position (u, v) holds a cosine or sine of frequency (u, v) in both layouts: see
+        :func:`~spectral_peft.bases.hartley.fft_axis_frequency`."""
+        self.check_shape(rows, cols)
+        return radial_frequency(fft_axis_frequency(rows), fft_axis_frequency(cols))

@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import torch
 
-from .base import SpectralBasis
+from .base import SpectralBasis, radial_frequency
 from .registry import register_basis
 from .transforms1d import dht_1d
+
+
+def fft_axis_frequency(size: int) -> torch.Tensor:
+    """φ_u = 2·min(u, K−u)/K: index u of a length-K DFT axis is |u| cycles per K samples (u ≡ u − K)."""
+    u = torch.arange(size)
+    return 2 * torch.minimum(u, size - u) / size
 
 
 @register_basis("dht")
@@ -29,6 +35,11 @@ class HartleyBasis(SpectralBasis):
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         return self._forward(coefficients)
 
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """cas(2π(um/M + vn/N)) oscillates at the DFT frequencies of (u, v): see :func:`fft_axis_frequency`."""
+        self.check_shape(rows, cols)
+        return radial_frequency(fft_axis_frequency(rows), fft_axis_frequency(cols))
+
 
 @register_basis("dht_separable")
 class SeparableHartleyBasis(SpectralBasis):
@@ -39,3 +50,8 @@ class SeparableHartleyBasis(SpectralBasis):
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         return self._forward(coefficients)
+
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """Row u of C_K, cas(2πum/K), oscillates at DFT frequency u: see :func:`fft_axis_frequency`."""
+        self.check_shape(rows, cols)
+        return radial_frequency(fft_axis_frequency(rows), fft_axis_frequency(cols))
