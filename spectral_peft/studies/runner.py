@@ -26,7 +26,7 @@ import torch
 from .cache import FeatureCache, TokenView
 from .cli import build_parser, resolve
 from .data import load_dataset, subsample
-from .methods import build_model, comparable_lora_rank, selector_takes_delta
+from .methods import build_model, calibration_batches, comparable_lora_rank, selector_takes_delta
 from .model import encode_texts, first_trainable_layer, load_backbone
 from .train import TrainConfig, train_and_evaluate
 
@@ -42,7 +42,7 @@ CONFIG_COLUMNS = [
     "cached_layers",
 ]
 METRIC_COLUMNS = ["accuracy", "macro_f1", "eval_loss", "train_loss", "steps", "status"]
-COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules"]
+COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules", "selection_time_s"]
 COLUMNS = ["run_key", "study", *CONFIG_COLUMNS, *METRIC_COLUMNS, *COUNT_COLUMNS, "wall_time_s"]
 
 PACKAGES = ["spectral_peft", "torch", "transformers", "peft", "tokenizers", "safetensors", "numpy", "scipy",
@@ -361,7 +361,8 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
             label = f"{run['method']} {study.axis}={run.get(study.axis)} seed={run['seed']}"
             t0 = time.perf_counter()
             try:
-                model, counts = build_model(backbone.model, ds.num_labels, run, run["seed"])
+                calibration = calibration_batches(train_tokens, train_split.labels, int(cfg["batch_size"]), run["seed"])
+                model, counts = build_model(backbone.model, ds.num_labels, run, run["seed"], calibration)
                 if run["method"] == "spectral":
                     from spectral_peft import trainable_parameters
 
