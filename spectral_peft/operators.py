@@ -28,6 +28,9 @@ The operators (factories are cached: equal operators are one shared instance):
 ``cosine(n)``            orthonormal DCT-II X_k = s_k Σ x_t cos(πk(2t+1)/(2n)), s_0 = n^-1/2,
                          s_k = (2/n)^1/2 (``scipy.fft.dct(norm="ortho")``), by Makhoul's reordering
                          and one real FFT; bin k holds (X_k, −X_(n−k)).
+``walsh_hadamard(n)``    orthonormal Walsh–Hadamard transform (n a power of two, Sylvester order:
+                         X_k = n^-1/2 Σ x_t (−1)^popcount(k AND t), = ``scipy.linalg.hadamard(n)/√n``);
+                         log2(n) butterfly passes, self-inverse.
 ``rfft(n, norm)``        the real view of ``torch.fft.rfft``: rows 2k, 2k+1 are s·cos(2πkt/n) and
                          −s·sin(2πkt/n) (s = 1, n^-1/2 or 1/n for norm "backward", "ortho",
                          "forward"); ``cos_slot(k)`` / ``sin_slot(k)`` locate cos_k and sin_k.
@@ -366,6 +369,41 @@ class CosineOp(SpectrumOp):
         return torch.where(low, 2 * k, 2 * (self.n - k) + 1), torch.where(low, 1.0, -1.0).to(torch.float64)
 
 
+class WalshHadamardOp(CoefficientOp):
+    """Orthonormal Walsh–Hadamard transform of a power-of-two length n (Sylvester order), self-adjoint."""
+
+    def __init__(self, n: int):
+        if n < 1 or n & (n - 1):
+            raise ValueError(f"the Walsh–Hadamard transform needs a power-of-two length, got {n}")
+        self.n = self.size_in = self.size_out = n
+
+    def apply(self, x):
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        half = 1
+        while half < self.n:  # H_2n = [[H_n, H_n], [H_n, −H_n]] on the pairs (t, t + half)
+            pairs = x.unflatten(-1, (self.n // (2 * half), 2, half))
+            low, high = pairs.select(-2, 0), pairs.select(-2, 1)
+            x = torch.stack((low + high, low - high), dim=-2).flatten(-3)
+            half *= 2
+        return x * (self.n ** -0.5)
+
+    adjoint = apply
+
+    def slot(self, k):
+        k = torch.as_tensor(k, dtype=torch.long)
+        return k, torch.ones(k.shape, dtype=torch.float64)
+
+    def cost(self, rows):
+        return rows * self.n * PASS_NS * 2 * max(1, self.n.bit_length() - 1) + self.n.bit_length() * OP_OVERHEAD
+
+
+@functools.lru_cache(maxsize=256)
+def walsh_hadamard(n: int) -> WalshHadamardOp:
+    """The orthonormal Walsh–Hadamard transform of a power-of-two length n (see :class:`WalshHadamardOp`)."""
+    return WalshHadamardOp(n)
+
+
 @functools.lru_cache(maxsize=256)
 def identity(n: int) -> IdentityOp:
     """A = I of size n."""
@@ -596,6 +634,6 @@ def wavelet_cascade(wavelet: str, n: int, levels: int) -> WaveletCascadeOp:
 
 __all__ = [
     "CoefficientOp", "CosineOp", "DwtLevel", "HartleyOp", "IdentityOp", "LinearOp", "RfftOp", "SpectrumOp",
-    "WaveletCascadeOp", "cosine", "dwt_level", "fft_cost", "hartley", "identity", "rfft", "wavelet_cascade",
-    "wavelet_filters",
+    "WalshHadamardOp", "WaveletCascadeOp", "cosine", "dwt_level", "fft_cost", "hartley", "identity", "rfft",
+    "walsh_hadamard", "wavelet_cascade", "wavelet_filters",
 ]
