@@ -231,13 +231,13 @@ class SpectralAdapter(nn.Module):
         base_trains = grad and (base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad))
         if not fast_ok:
             return "reference"
+        plan = self.plan()
+        if torch.compiler.is_compiling():  # no custom Function, no cache keyed by data pointers
+            return "reference" if plan is None else "traced"
         if not needs_coefficient_grad and not base_trains:
             return "cached"
         if not needs_coefficient_grad:
             return "dense"
-        plan = self.plan()
-        if torch.compiler.is_compiling():
-            return "reference" if plan is None else "traced"
         tokens = x.numel() // max(self.in_features, 1)
         grad_input = grad and x.requires_grad
         if plan is None:

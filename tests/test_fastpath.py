@@ -509,3 +509,65 @@ def test_casting_the_model_to_half_keeps_the_coefficients_exact_in_float32():
     assert adapter.coefficients.dtype == torch.float32 and torch.equal(adapter.coefficients.detach(), values)
     model.double()  # float64 is followed
     assert adapter.coefficients.dtype == torch.float64 and adapter.plan().dtype == torch.float64
+
+
+# ------------------------------------------------------------------------------------------------
+# torch.compile
+# ------------------------------------------------------------------------------------------------
+def _compiled_case(name):
+    from tests.adapter_cases import TinyNet, make_config, randomize_coefficients
+
+    model = inject(TinyNet(), make_config(name, "random"))
+    randomize_coefficients(model)
+    return model
+
+
+def _forward_backward(model, x):
+    model.zero_grad()
+    y = model(x)
+    y.pow(2).sum().backward()
+    return y.detach(), [a.coefficients.grad.clone() for a in model.modules() if isinstance(a, SpectralAdapter)]
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_compile_has_no_graph_breaks_and_matches_eager(name):
+    """``torch._dynamo.explain`` of an injected model: one graph, no break, in training, in inference
+    and under autocast; the compiled model (dynamo + AOTAutograd, forward and backward) equals eager."""
+    import copy
+
+    import torch._dynamo
+    from tests.adapter_cases import tiny_input
+
+    torch._dynamo.reset()
+    model = _compiled_case(name)
+    x = tiny_input()
+    for context in (torch.enable_grad(), torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16)):
+        with context:
+            explanation = torch._dynamo.explain(model)(x)
+        assert explanation.graph_break_count == 0 and explanation.graph_count == 1, explanation.break_reasons
+    eager = copy.deepcopy(model)
+    compiled = torch.compile(model, backend="aot_eager")
+    for _ in range(2):  # the second call runs the cached graph
+        y, grads = _forward_backward(compiled, x)
+        y_eager, grads_eager = _forward_backward(eager, x)
+        torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-5)
+        for a, e in zip(grads, grads_eager):
+            torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * max(1.0, e.abs().max().item()))
+
+
+def test_compile_with_inductor_matches_eager():
+    """The default ``torch.compile`` (inductor) on one basis: forward and backward equal eager."""
+    import copy
+
+    import torch._dynamo
+    from tests.adapter_cases import tiny_input
+
+    torch._dynamo.reset()
+    model = _compiled_case("dht")
+    eager = copy.deepcopy(model)
+    x = tiny_input()
+    y, grads = _forward_backward(torch.compile(model), x)
+    y_eager, grads_eager = _forward_backward(eager, x)
+    torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-5)
+    for a, e in zip(grads, grads_eager):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * max(1.0, e.abs().max().item()))
