@@ -14,7 +14,7 @@ import math
 import sys
 from pathlib import Path
 
-__all__ = ["build_parser", "load_folder", "main", "to_latex", "to_markdown"]
+__all__ = ["build_parser", "load_folder", "main", "read_summary", "to_latex", "to_markdown"]
 
 
 def load_folder(folder: Path) -> dict:
@@ -26,15 +26,23 @@ def load_folder(folder: Path) -> dict:
         raise SystemExit(f"error: {folder} has no summary.csv; run its study (or the study with --plot-only "
                          f"--out {folder}) first")
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    summary = pd.read_csv(summary_path, keep_default_na=False, na_values=[""], dtype={"point": str})
-    for column in ("baseline_point", "lora_point"):
-        summary[column] = summary[column].fillna("")
     grid = manifest.get("grid") or {}
-    for axis in grid:
-        summary[axis] = summary[axis].fillna("").astype(str)
+    summary = read_summary(summary_path, grid)
     return {"folder": folder, "name": manifest.get("study", folder.name), "title": manifest.get("title", folder.name),
             "grid": grid, "baseline": manifest.get("baseline"), "summary": summary,
             "dataset": (manifest.get("dataset") or {}).get("name"), "seeds": manifest.get("seeds")}
+
+
+def read_summary(path: Path, grid: dict):
+    """summary.csv with its text columns as written ("" for none) and every other column numeric."""
+    import pandas as pd
+
+    summary = pd.read_csv(path, dtype=str, keep_default_na=False)
+    text = {"point", "method", "baseline_point", "lora_point", *grid}
+    for column in summary.columns:
+        if column not in text:
+            summary[column] = pd.to_numeric(summary[column].replace("", None), errors="coerce")
+    return summary
 
 
 def _isnan(v) -> bool:
