@@ -24,6 +24,7 @@ from .grid import AXES, applicable_axes, format_value, point_key
 __all__ = ["RARE_CLASS_ITEMS", "marginals", "point_label", "summarize", "verdict", "write_markdown", "write_summary"]
 
 RARE_CLASS_ITEMS = 5  # fewer eval items than this in a class: one item moves its F1 by >= 20 points
+FEW_SEEDS = 10  # below this, percentile-type bootstrap CIs are known to undercover
 REFERENCES = ("baseline", "lora")
 _COMPARISON_FIELDS = ("pairs", "diff", "diff_ci_low", "diff_ci_high", "diff_sd", "p", "p_holm",
                       "prob_improvement", "tost_p", "mde")
@@ -194,7 +195,7 @@ def verdict(summary, baseline: dict | None, margin: float = 0.5, alpha: float = 
         sentence = (f"Minimum detectable effect (α = {alpha:g}, power 0.8, from the observed paired variance): "
                     f"{_num(mde)} points with {seeds} seed{'s' if seeds != 1 else ''}.")
         if stats.smallest_p(seeds) >= alpha / max(1, len(comp)):
-            sentence += (f" With {seeds} seeds the sign-flip test cannot reach Holm significance at all"
+            sentence += (f" With {seeds} seed{'s' if seeds != 1 else ''} the sign-flip test cannot reach Holm significance at all"
                          f" (smallest p = {stats.smallest_p(seeds):.3g}).")
         lines.append(sentence)
         if not len(sig):
@@ -211,6 +212,9 @@ def verdict(summary, baseline: dict | None, margin: float = 0.5, alpha: float = 
         worse = int(((lora["lora_p_holm"] < alpha) & (lora["lora_diff"] < 0)).sum())
         lines.append(f"Against LoRA at equal parameters: significantly better in {better}, worse in {worse}, "
                      f"not distinguishable in {len(lora) - better - worse} of {len(lora)} configurations (Holm).")
+    if 1 < seeds < FEW_SEEDS:
+        lines.append(f"With {seeds} seeds a bootstrap CI cannot reach beyond the observed values and covers the true "
+                     "mean less often than 95 %; read it together with the MDE.")
     return lines
 
 

@@ -46,7 +46,7 @@ def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
     g = p.add_argument_group("what to run")
     g.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="smoke: tiny random BERT + generated data (CI, seconds); quick: MiniLM + real data, "
-                   "8 seeds, minutes; full: whole train split, 32 seeds, hours (default: quick)")
+                   "8 seeds, minutes; full: whole train split, 36 seeds, hours (default: quick)")
     g.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                    help=f"seeds to run, e.g. --seeds 0 1 2 {_d('seeds')}")
     if study.sweep:
