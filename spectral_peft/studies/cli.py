@@ -22,6 +22,8 @@ def _d(key: str) -> str:
         if v is None:
             return "all"
         if isinstance(v, (list, tuple)):
+            if len(v) > 3 and all(isinstance(x, int) for x in v) and list(v) == list(range(v[0], v[0] + len(v))):
+                return f"{v[0]}..{v[-1]}"  # a run of seeds
             return ",".join(map(str, v)) or "none"
         return str(v)
 

@@ -77,6 +77,12 @@ class Study:
         grid = self.grids(cfg) if callable(self.grids) else self.grids[cfg["preset"]]
         return dict(grid) if self.sweep else list(grid)
 
+    def default_baseline(self, grid: dict) -> str | None:
+        """``baseline`` when every axis it names is in ``grid``; else None (the first level of the first axis)."""
+        if self.baseline and all(part.partition("=")[0] in grid for part in self.baseline.split(",")):
+            return self.baseline
+        return None
+
     def grid_for(self, cfg: dict) -> dict:
         """``{axis: levels}`` of this run of the study."""
         return dict(cfg["grid"]) if self.sweep else {self.axis: [self.axis_type(v) for v in cfg["values"]]}
@@ -84,7 +90,12 @@ class Study:
     def grid_help(self) -> str:
         if callable(self.grids):
             return self.grids.__doc__ or "see the study"
-        return "; ".join(f"{k}: {','.join(map(str, v))}" for k, v in self.grids.items())
+        def show(grid):
+            if isinstance(grid, dict):
+                return " ".join(f"{axis}={','.join(map(str, levels))}" for axis, levels in grid.items())
+            return ",".join(map(str, grid))
+
+        return "; ".join(f"{k}: {show(v)}" for k, v in self.grids.items())
 
     def basis_options_for(self, cfg: dict, basis: str) -> dict:
         return dict(cfg.get("basis_options") or {})
@@ -281,7 +292,7 @@ def run_study(study: Study, argv: list[str] | None = None, prog: str | None = No
         # the grid and baseline of the last run into this folder, unless given on the command line
         last = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
         grid = last.get("grid") if not cfg.get("grid_given") and last.get("grid") else study.grid_for(cfg)
-        baseline = cfg.get("baseline") or last.get("baseline") or study.baseline
+        baseline = cfg.get("baseline") or last.get("baseline") or study.default_baseline(grid)
         paths, lines = finish_outputs(study, out, read_rows(csv_path), grid, baseline, cfg["margin"])
         say("wrote", ", ".join(paths) or "nothing (no finished runs)")
         for line in lines:
@@ -332,7 +343,7 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
         cached_layers=None if cfg.get("no_cache") else "auto",
     )
     grid = study.grid_for(cfg)
-    baseline = cfg.get("baseline") or study.baseline
+    baseline = cfg.get("baseline") or study.default_baseline(grid)
     lora_ranks = ({int(n): comparable_lora_rank(backbone.model, cfg["layers"], cfg["modules"], int(n))
                    for n in grid.get("n", [cfg["n"]])} if "lora" in cfg["references"] else {})
     runs = plan_runs(study, cfg, shared, lora_ranks)

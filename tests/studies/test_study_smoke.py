@@ -71,7 +71,14 @@ def test_smoke_study_end_to_end(study, tmp_path):
     assert "Significant after Holm" in text and "s/run" not in text  # wall time is no comparison
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == len(df) and (summary["seeds"] == 1).all() and summary["ci_low"].isna().all()
-    assert len(list((out / "predictions").glob("*.npz"))) == len(df)
+    # per-example predictions of every run: they reproduce its accuracy, on the eval split's labels
+    import numpy as np
+
+    test_labels = make_smoke_dataset()["test"].labels.numpy()
+    for r in df.itertuples():
+        saved = np.load(out / "predictions" / f"{r.run_key}.npz")
+        assert np.array_equal(saved["label"], test_labels[saved["eval_index"]])
+        assert (saved["prediction"] == saved["label"]).mean() == pytest.approx(float(r.accuracy))
 
 
 def test_data_dir_and_overrides(tmp_path):
