@@ -21,7 +21,7 @@ import numpy as np
 from . import stats
 from .grid import AXES, applicable_axes, format_value, point_key
 
-__all__ = ["RARE_CLASS_ITEMS", "marginals", "point_label", "summarize", "verdict", "write_markdown", "write_summary"]
+__all__ = ["RARE_CLASS_ITEMS", "f1_warning", "marginals", "markdown", "point_label", "summarize", "verdict", "write_summary", "write_text"]
 
 RARE_CLASS_ITEMS = 5  # fewer eval items than this in a class: one item moves its F1 by >= 20 points
 FEW_SEEDS = 10  # below this, percentile-type bootstrap CIs are known to undercover
@@ -268,5 +268,5 @@ def write_summary(summary, path: Path) -> None:
     _atomic_write(Path(path), summary.to_csv(index=False))
 
 
-def write_markdown(text: str, path: Path) -> None:
+def write_text(text: str, path: Path) -> None:
     _atomic_write(Path(path), text)

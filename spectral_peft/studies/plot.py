@@ -10,12 +10,12 @@ from pathlib import Path
 
 from .grid import AXES
 
-__all__ = ["plot_results"]
+__all__ = ["draw", "plot_results", "save_figure"]
 
 REF_STYLE = {"head": ("tab:gray", ":"), "lora": ("tab:red", "--"), "full": ("tab:green", "-.")}
 
 
-def _atomic_savefig(fig, path: Path, fmt: str) -> None:
+def save_figure(fig, path: Path, fmt: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=f".{fmt}.tmp")
     os.close(fd)
     try:
@@ -87,7 +87,7 @@ def plot_results(summary, grid: dict, study, out_dir: str | Path, meta: dict, me
     paths = []
     for fmt in ("png", "pdf"):
         path = out_dir / f"{study.name}.{fmt}"
-        _atomic_savefig(fig, path, fmt)
+        save_figure(fig, path, fmt)
         paths.append(path)
     plt.close(fig)
     return paths

@@ -53,6 +53,10 @@ def versions() -> dict:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    if out["spectral_peft"] is None:  # a checkout that is not installed
+        import spectral_peft
+
+        out["spectral_peft"] = getattr(spectral_peft, "__version__", None)
     return out
 
 

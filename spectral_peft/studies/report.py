@@ -114,7 +114,7 @@ def figure(studies: list[dict], out: Path) -> list[Path]:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from .plot import _atomic_savefig, draw
+    from .plot import save_figure, draw
 
     fig, axes = plt.subplots(1, len(studies), figsize=(5.2 * len(studies), 4.2), squeeze=False)
     for ax, s in zip(axes[0], studies):
@@ -128,7 +128,7 @@ def figure(studies: list[dict], out: Path) -> list[Path]:
     paths = []
     for fmt in ("png", "pdf"):
         path = out / f"report.{fmt}"
-        _atomic_savefig(fig, path, fmt)
+        save_figure(fig, path, fmt)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -149,10 +149,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     studies = [load_folder(Path(f)) for f in args.folders]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from .analysis import write_markdown
+    from .analysis import write_text
 
-    write_markdown(to_markdown(studies), out / "report.md")
-    write_markdown(to_latex(studies), out / "report.tex")
+    write_text(to_markdown(studies), out / "report.md")
+    write_text(to_latex(studies), out / "report.tex")
     paths = figure(studies, out)
     print(f"wrote {out / 'report.md'}, {out / 'report.tex'}, " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0

@@ -22,8 +22,8 @@ from typing import Callable
 
 import torch
 
-from .cache import FeatureCache, TokenView
 from . import provenance as prov
+from .cache import FeatureCache, TokenView
 from .cli import build_parser, resolve
 from .data import load_dataset, subsample
 from .grid import grid_points
@@ -90,6 +90,7 @@ class Study:
     def grid_help(self) -> str:
         if callable(self.grids):
             return self.grids.__doc__ or "see the study"
+
         def show(grid):
             if isinstance(grid, dict):
                 return " ".join(f"{axis}={','.join(map(str, levels))}" for axis, levels in grid.items())
@@ -271,7 +272,7 @@ def finish_outputs(study: Study, out: Path, rows: list[dict], grid: dict, baseli
     warning = analysis.f1_warning(eval_class_counts(out, df["run_key"]))
     text = analysis.markdown(summary, grid, baseline, tables, lines + ([warning] if warning else []), margin=margin)
     analysis.write_summary(summary, out / "summary.csv")
-    analysis.write_markdown(text, out / "results.md")
+    analysis.write_text(text, out / "results.md")
     first = df.iloc[0]
     paths = [str(p) for p in plot_results(summary, grid, study, out, {
         "dataset": first["dataset"], "backbone": first["backbone"], "eval_split": first["eval_split"]})]
