@@ -11,7 +11,10 @@ and S is zero except at n chosen (trainable) positions::
 from .adapter import SpectralAdapter
 from .bases import SpectralBasis, get_basis, list_bases, register_basis, unregister_basis
 from .config import SpectralConfig
-from .inject import adapters, get_config, inject, merge_and_unload, set_route, trainable_parameters
+from .inject import (
+    adapters, get_config, inject, mark_trainable, merge_and_unload, print_trainable_parameters, set_route,
+    trainable_parameters, trainable_summary,
+)
 from .selectors import Selector, get_selector, list_selectors, register_selector
 from .serialization import load_adapters, save_adapters
 
@@ -30,12 +33,15 @@ __all__ = [
     "list_bases",
     "list_selectors",
     "load_adapters",
+    "mark_trainable",
     "merge_and_unload",
+    "print_trainable_parameters",
     "register_basis",
     "register_selector",
     "save_adapters",
     "set_route",
     "trainable_parameters",
+    "trainable_summary",
     "unregister_basis",
     "__version__",
 ]
