@@ -31,13 +31,18 @@ def is_sharded(tensor: torch.Tensor) -> bool:
 
 def reshard(model: nn.Module) -> None:
     """Put every ``fully_shard`` module of ``model`` into its sharded state (a no-op otherwise)."""
+    for module in model.modules():
+        if is_fsdp_unit(module):
+            module.reshard()
+
+
+def is_fsdp_unit(module: nn.Module) -> bool:
+    """Whether ``fully_shard`` was applied to ``module`` itself."""
     try:
         from torch.distributed.fsdp import FSDPModule
     except ImportError:
-        return
-    for module in model.modules():
-        if isinstance(module, FSDPModule):
-            module.reshard()
+        return False
+    return isinstance(module, FSDPModule)
 
 
 def full_tensor(tensor: torch.Tensor) -> torch.Tensor:

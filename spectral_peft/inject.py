@@ -251,11 +251,19 @@ def merge_and_unload(model: nn.Module, safe_merge: bool = False) -> nn.Module:
     (``fully_shard``) model every rank must call it: coefficients are gathered and each rank
     updates its own shard of W0.
     """
-    from .distributed import reshard
+    from .distributed import is_fsdp_unit, reshard
 
     found = adapters(model)
     if not found:
         raise ValueError("this model has no spectral adapters to merge")
+    units = [name for name, adapter in found.items() if is_fsdp_unit(adapter)]
+    if units:
+        raise ValueError(
+            f"adapter {units[0]!r} is itself a fully_shard unit, so it cannot be removed from the sharded model (its "
+            "base weight would lose the hooks that gather it). Apply fully_shard to the blocks that contain the "
+            "adapters (e.g. each transformer layer), or merge without unloading: "
+            "for a in adapters(model).values(): a.merge()"
+        )
     reshard(model)
     merged_here = []
     for name, adapter in found.items():
