@@ -11,6 +11,7 @@ and S is zero except at n chosen (trainable) positions::
 from .adapter import SpectralAdapter
 from .bases import SpectralBasis, get_basis, list_bases, register_basis, unregister_basis
 from .config import SpectralConfig
+from .convert import LoraExport, from_peft, peft_positions, to_lora, to_peft
 from .inject import (
     adapters, get_config, inject, mark_trainable, merge_and_unload, print_trainable_parameters, set_route,
     trainable_parameters, trainable_summary,
@@ -21,11 +22,13 @@ from .serialization import load_adapters, save_adapters
 __version__ = "0.1.0"
 
 __all__ = [
+    "LoraExport",
     "SpectralAdapter",
     "SpectralBasis",
     "SpectralConfig",
     "Selector",
     "adapters",
+    "from_peft",
     "get_basis",
     "get_config",
     "get_selector",
@@ -35,11 +38,14 @@ __all__ = [
     "load_adapters",
     "mark_trainable",
     "merge_and_unload",
+    "peft_positions",
     "print_trainable_parameters",
     "register_basis",
     "register_selector",
     "save_adapters",
     "set_route",
+    "to_lora",
+    "to_peft",
     "trainable_parameters",
     "trainable_summary",
     "unregister_basis",
