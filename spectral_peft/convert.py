@@ -151,8 +151,7 @@ def to_peft(model: nn.Module, adapter_name: str = "default"):
         ValueError: the basis has no peft counterpart, a wavelet adapter has more than one level, or a
             layer's positions are not the ones the peft method draws from ``random_loc_seed``.
     """
-    import peft
-
+    peft = _import_peft()
     config = get_config(model)
     fmt = _format_for(config)
     found = adapters(model)
@@ -270,8 +269,7 @@ def to_lora(model: nn.Module, rank: int, adapter_name: str = "default") -> LoraE
     (1.0 for ΔW = 0); at r = min(M, N) the export is exact. ``modules_to_save`` carry over. The
     spectral adapters are removed from ``model`` (in place).
     """
-    import peft
-
+    peft = _import_peft()
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
     config = get_config(model)
