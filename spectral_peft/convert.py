@@ -86,6 +86,14 @@ def _format_for(config: SpectralConfig) -> _PeftFormat:
     )
 
 
+def _import_peft():
+    try:
+        import peft
+    except ImportError as err:
+        raise ImportError("converting to or from peft needs Hugging Face peft: pip install 'spectral-peft[hf]'") from err
+    return peft
+
+
 def _exact_names(names) -> str:
     """A regex that matches exactly these module names (peft full-matches a string target)."""
     return "(?:" + "|".join(re.escape(name) for name in sorted(names)) + ")"

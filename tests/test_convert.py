@@ -131,7 +131,7 @@ def _numpy_truncation(delta: torch.Tensor, rank: int):
 
 
 @pytest.mark.parametrize("rank", [3, M])
-def test_to_lora_is_the_truncated_svd_of_delta_and_reports_its_energy(rank):
+def test_to_lora_is_the_truncated_svd_of_delta_and_reports_its_energy(rank, tmp_path):
     ours = inject(Net(), SpectralConfig(basis="dht", selector="mixed", delta=0.5, n=40, alpha=3.0,
                                         target_modules=["a", "b"], modules_to_save=["head"]))
     gen = torch.Generator().manual_seed(3)
@@ -155,6 +155,8 @@ def test_to_lora_is_the_truncated_svd_of_delta_and_reports_its_energy(rank):
             adapter.base_layer.weight += torch.from_numpy(truncated).float()
             adapter.coefficients.zero_()
     torch.testing.assert_close(lora(x), reference(x), atol=1e-5, rtol=1e-5)
+    lora.save_pretrained(tmp_path)  # a peft LoRA adapter like any other
+    torch.testing.assert_close(peft.PeftModel.from_pretrained(Net(), tmp_path)(x), lora(x), atol=1e-6, rtol=1e-6)
 
 
 def test_to_lora_agrees_with_peft_convert_to_lora_on_a_fourierft_adapter():

@@ -134,3 +134,13 @@ def test_accelerate_prepare_train_and_save_adapters(tmp_path):
     x = _batch(9)["input_ids"]
     with torch.no_grad():
         assert torch.equal(restored(input_ids=x).logits, model(input_ids=x).logits)
+
+
+def test_targeting_an_lm_head_tied_to_the_embeddings_is_refused():
+    config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    model = transformers.LlamaForCausalLM(config)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    with pytest.raises(ValueError, match=r"layer 'lm_head' shares its weight tensor with 'model.embed_tokens.weight' "
+                                         r"\(tied weights\).*tie_word_embeddings=False"):
+        inject(model, SpectralConfig(basis="dct", selector="random", n=8, target_modules=["lm_head"]))
