@@ -256,8 +256,9 @@ class SpectralAdapter(nn.Module):
         """W0 ← W0 + ΔW (the forward pass then costs exactly what the base layer costs).
 
         With ``safe_merge`` (peft's name) the merged weight is checked first and ``ValueError`` is
-        raised, leaving W0 unchanged, if ΔW or W0 + ΔW has a NaN or infinite entry. Works on an
-        FSDP2-sharded layer too (the coefficients are gathered, each rank updates its shard).
+        raised, leaving W0 unchanged, if ΔW or W0 + ΔW has a NaN or infinite entry. On a resharded
+        FSDP2 layer the coefficients are gathered and each rank updates its own shard (use
+        :func:`~spectral_peft.merge_and_unload`, which reshards first).
         """
         if self.merged:
             raise RuntimeError("adapter is already merged; call unmerge() first")

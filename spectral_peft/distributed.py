@@ -3,7 +3,7 @@
 Under ``torch.distributed.fsdp.fully_shard`` a parameter is a ``DTensor`` holding one shard per
 rank while the module is resharded, and a plain full tensor while it is unsharded (e.g. the root
 module right after a forward pass). Changes to the unsharded copy are discarded at the next
-reshard, so every function here first puts the model into its sharded state and then works on
+reshard, so callers first put the model into its sharded state (:func:`reshard`) and then work on
 the shards: :func:`full_tensor` all-gathers a parameter (a collective: every rank must call it),
 and :func:`add_to_parameter` adds a full, replicated update to the local shard of a parameter.
 Without ``torch.distributed`` (or on plain tensors) they reduce to the obvious single-process code.

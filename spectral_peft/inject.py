@@ -274,7 +274,7 @@ def merge_and_unload(model: nn.Module, safe_merge: bool = False) -> nn.Module:
         except ValueError as err:
             for done in reversed(merged_here):
                 done.unmerge()
-            raise ValueError(f"layer {name!r}: {err}; nothing was merged (safe_merge=True)") from err
+            raise ValueError(f"layer {name!r}: {err}; no layer was merged") from err
         merged_here.append(adapter)
     for name, adapter in found.items():
         _set_submodule(model, name, adapter.base_layer)

@@ -244,7 +244,7 @@ def test_safe_merge_refuses_a_non_finite_delta_and_leaves_every_weight_unchanged
     with torch.no_grad():
         model.down.coefficients[3] = float("nan")
     before = {name: a.base_layer.weight.clone() for name, a in adapters(model).items()}
-    with pytest.raises(ValueError, match=r"layer 'down': ΔW contains NaN or inf.*nothing was merged"):
+    with pytest.raises(ValueError, match=r"layer 'down': ΔW contains NaN or inf.*no layer was merged"):
         merge_and_unload(model, safe_merge=True)
     for name, adapter in adapters(model).items():  # 'up' was merged first and has been unmerged again
         assert not adapter.merged
