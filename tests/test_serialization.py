@@ -169,3 +169,15 @@ def test_the_fingerprint_holds_the_config_and_every_tensor_shape(tmp_path):
     assert fingerprint["config"] == get_config(model).to_dict()
     assert fingerprint["shapes"] == {"up.coefficients": [20], "up.positions": [20], "down.coefficients": [20],
                                      "down.positions": [20], "head.weight": [6, 24], "head.bias": [6]}
+
+
+def test_an_adapter_saved_before_fingerprints_still_loads_with_a_warning(tmp_path):
+    from safetensors.torch import save_file
+
+    model = inject(TinyNet(), make_config("dct", "energy"))
+    randomize_coefficients(model)
+    save_adapters(model, tmp_path)
+    save_file(load_file(str(tmp_path / "adapter_model.safetensors")), str(tmp_path / "adapter_model.safetensors"))
+    with pytest.warns(UserWarning, match="carries no fingerprint"):
+        restored = load_adapters(TinyNet(), tmp_path)
+    assert torch.equal(restored(tiny_input()), model(tiny_input()))

@@ -144,3 +144,22 @@ def test_targeting_an_lm_head_tied_to_the_embeddings_is_refused():
     with pytest.raises(ValueError, match=r"layer 'lm_head' shares its weight tensor with 'model.embed_tokens.weight' "
                                          r"\(tied weights\).*tie_word_embeddings=False"):
         inject(model, SpectralConfig(basis="dct", selector="random", n=8, target_modules=["lm_head"]))
+
+
+def test_save_pretrained_round_trips_a_gpt2_conv1d_model(tmp_path):
+    # transformers' Conv1D stores W as in × out: the merged copy must be written transposed
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=32)
+    model = inject(transformers.GPT2LMHeadModel(config).eval(),
+                   SpectralConfig(basis="dht", selector="random", n=30, alpha=3.0, target_modules=["c_attn", "c_proj"]))
+    assert all(adapter.fan_in_fan_out for adapter in adapters(model).values())
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for adapter in adapters(model).values():
+            adapter.coefficients.copy_(torch.randn(adapter.n, generator=gen))
+        x = _batch()["input_ids"]
+        expected = model(input_ids=x).logits
+    model.save_pretrained(tmp_path)
+    plain = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(input_ids=x).logits, expected, atol=1e-4, rtol=1e-4)
