@@ -17,6 +17,7 @@ import inspect
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
+SPEC_SEPARATOR = ":"
 
 
 class Registry(Generic[T]):
@@ -31,7 +32,6 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
-
         if SPEC_SEPARATOR in name:
             raise ValueError(f"{self.kind} name {name!r} must not contain {SPEC_SEPARATOR!r} (it separates spec arguments)")
 
@@ -101,9 +101,6 @@ class Registry(Generic[T]):
             return self._classes[name](**options)
         except TypeError as err:
             raise TypeError(f"invalid options {options} for {self.kind} {name!r}: {err}") from err
-
-
-SPEC_SEPARATOR = ":"
 
 
 def _read_argument(text: str):

@@ -155,7 +155,7 @@ def test_oracle_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="no updates file"):
         preview_positions(TinyNet(), make_config("dct", "oracle", selector_options={"updates": str(tmp_path / "x")}))
     with pytest.raises(ValueError, match=r"selector_options=\{'updates'"):
-        SpectralConfig(selector="oracle")
+        preview_positions(TinyNet(), make_config("dct", "oracle", selector_options={}))
 
 
 # ------------------------------------------------------------------------------ band
@@ -189,6 +189,13 @@ def test_band_draw_is_uniform_inside_the_band():
     assert ((counts[10:20] - expected) ** 2 / expected).sum() < 30  # chi-square, 9 d.o.f.
 
 
+@pytest.mark.parametrize("band, expected", [("low", range(0, 12)), ("mid", range(9, 21)), ("high", range(18, 30))])
+def test_a_band_smaller_than_n_widens_around_its_centre(band, expected):
+    freq = torch.arange(30, dtype=torch.float64).reshape(5, 6)
+    chosen = get_selector("band", band=band).select(freq, (5, 6), 12, torch.Generator().manual_seed(0))
+    assert chosen.tolist() == list(expected)
+
+
 def test_weighted_band_prefers_the_band_but_may_leave_it():
     freq = torch.arange(300, dtype=torch.float64).reshape(15, 20)
     chosen = get_selector("band", band="high", spread=0.15).select(freq, (15, 20), 150, torch.Generator().manual_seed(0))
@@ -200,8 +207,6 @@ def test_weighted_band_prefers_the_band_but_may_leave_it():
 def test_band_errors():
     with pytest.raises(ValueError, match="band must be one of low, mid, high"):
         get_selector("band", band="top")
-    with pytest.raises(ValueError, match=r"band 'low' of a 32x16 matrix holds 170 positions, fewer than n=200"):
-        preview_positions(TinyNet(), make_config("dct", "band", n=200))
     without = [b for b in list_bases() if not get_basis(b).has_frequency]
     assert without
     with pytest.raises(ValueError, match=rf"basis '{without[0]}' states none"):

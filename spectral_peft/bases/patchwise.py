@@ -18,6 +18,11 @@ divides the budget n between the levels (energy, gradients, learned scores) inst
 split. With block b and L levels, the local detail lives in blocks of b, b², …, b^(L−1) and the
 global level in the (M/b^(L−1)) × (N/b^(L−1)) grid of block means.
 
+Fast route (``levels=1``): if the inner basis factorizes a block as B⁻¹(S) = L·K·R, the whole
+matrix is blockdiag(L)·K'·blockdiag(R), where K' places each block's core entries at that
+block's offset: the inner factorization, whatever it is, is reused for every block. The
+hierarchical basis (``levels >= 2``) uses the dense route.
+
 Frequency map (when the inner basis has one): a position of level ℓ gets the inner basis's
 frequency within its block or grid, divided by b^(ℓ−1) (with b = √(bm·bn)): a grid of block means
 at level ℓ samples W every b^(ℓ−1) entries, so its frequencies are that much lower.
@@ -27,8 +32,30 @@ from __future__ import annotations
 
 import torch
 
+from .. import operators
+from ..factorization import Entries, Factorization, split_positions
 from .base import SpectralBasis
 from .registry import get_basis, register_basis
+
+
+class BlockDiagonalOp(operators.LinearOp):
+    """``count`` copies of ``op`` on consecutive pieces of the last dimension: blockdiag(op, …, op)."""
+
+    def __init__(self, op: operators.LinearOp, count: int):
+        self.op, self.count = op, count
+        self.size_in, self.size_out = count * op.size_in, count * op.size_out
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op.apply(x.unflatten(-1, (self.count, self.op.size_in))).flatten(-2)
+
+    def adjoint(self, z: torch.Tensor) -> torch.Tensor:
+        return self.op.adjoint(z.unflatten(-1, (self.count, self.op.size_out))).flatten(-2)
+
+    def cost(self, rows: int) -> float:
+        return self.op.cost(rows * self.count)
+
+    def prepare(self, device, dtype) -> None:
+        self.op.prepare(device, dtype)
 
 
 def _block_pair(block) -> tuple[int, int]:
@@ -126,8 +153,9 @@ class PatchwiseBasis(SpectralBasis):
         out = self._patchwise(self.inner.forward, x)
         if level < self.levels:
             bm, bn = self.block
+            grid = self._forward_level(out[..., ::bm, ::bn].clone(), level + 1)  # clone: out is written next
             out = out.clone()
-            out[..., ::bm, ::bn] = self._forward_level(out[..., ::bm, ::bn], level + 1)
+            out[..., ::bm, ::bn] = grid
         return out
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
@@ -138,9 +166,26 @@ class PatchwiseBasis(SpectralBasis):
             return self.inner.inverse(c)
         if level < self.levels:
             bm, bn = self.block
+            grid = self._inverse_level(c[..., ::bm, ::bn].clone(), level + 1)
             c = c.clone()
-            c[..., ::bm, ::bn] = self._inverse_level(c[..., ::bm, ::bn], level + 1)
+            c[..., ::bm, ::bn] = grid
         return self._patchwise(self.inner.inverse, c)
+
+    def factorization(self, rows, cols, positions):
+        if self.levels > 1:
+            return None
+        bm, bn = self.block
+        u, v = split_positions(positions, cols)
+        block_row, block_col = u // bm, v // bn
+        inner = self.inner.factorization(bm, bn, (u % bm) * bn + v % bn)
+        if inner is None:
+            return None
+        e = inner.entries
+        entries = Entries(
+            block_row[e.j] * inner.left.size_in + e.q, block_col[e.j] * inner.right.size_out + e.p, e.j, e.w
+        )
+        left, right = BlockDiagonalOp(inner.left, rows // bm), BlockDiagonalOp(inner.right, cols // bn)
+        return Factorization(left, right, entries, inverse=None if inner.inverse is None else self.inverse)
 
     @property
     def has_frequency(self) -> bool:

@@ -7,10 +7,11 @@
 that coefficient index k is the k-th "frequency", like the DCT's. Both are orthonormal and
 self-inverse up to the order permutation (natural: B⁻¹ = B).
 
-The 1-D transform is the fast butterfly: the length-K axis is viewed as log₂K axes of length 2
-and the 2-point transform [[1, 1], [1, −1]]/√2 is applied along each, O(K log K). The sequency
-order is a fixed permutation of the natural order: the Walsh row of sequency s is the Hadamard
-row bitreverse(gray(s)), with gray(s) = s ⊕ (s >> 1).
+The 1-D transform is ``operators.walsh_hadamard`` (Sylvester butterflies, O(K log K)). The sequency
+order is a fixed permutation of the natural order: the Walsh row of sequency s is the Hadamard row
+bitreverse(gray(s)), with gray(s) = s ⊕ (s >> 1). Fast route: the basis is separable, C = A_M W A_Nᵀ,
+so a coefficient at sequency position (s, t) is the natural-order outer product of rows
+perm(s) and perm(t): ``separable(walsh_hadamard(M), walsh_hadamard(N), positions mapped to natural)``.
 
 Frequency per position: the sequency s of a row counts its sign changes, ≈ 2× its frequency in
 cycles per length, so the per-axis frequency relative to Nyquist is s/K (see
@@ -23,6 +24,8 @@ import functools
 
 import torch
 
+from .. import operators
+from ..factorization import separable, split_positions
 from .base import SpectralBasis, radial_frequency
 from .registry import register_basis
 
@@ -53,20 +56,6 @@ def sequency_of_natural_row(size: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def fwht_1d(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Orthonormal fast Walsh–Hadamard transform (natural order) along ``dim``; self-inverse."""
-    x = x.movedim(dim, -1)
-    size = x.shape[-1]
-    bits = size.bit_length() - 1
-    lead = x.shape[:-1]
-    y = x.reshape(-1, *([2] * bits)) if bits else x.reshape(-1)
-    for axis in range(1, bits + 1):
-        a, b = y.unbind(axis)
-        y = torch.stack([a + b, a - b], dim=axis)
-    y = y.reshape(*lead, size) * (size ** -0.5)
-    return y.movedim(-1, dim)
-
-
 @register_basis("wht")
 class WalshHadamardBasis(SpectralBasis):
     """C = H_M W H_N with the orthonormal Hadamard matrices (both dimensions powers of two).
@@ -94,21 +83,34 @@ class WalshHadamardBasis(SpectralBasis):
                 "get_basis('patchwise', inner='wht', block=...)"
             )
 
-    def _transform(self, x: torch.Tensor, dim: int, inverse: bool) -> torch.Tensor:
+    def _permutation(self, size: int, device) -> torch.Tensor:
+        """Natural row of each sequency index (the identity in natural order)."""
         if self.order == "natural":
-            return fwht_1d(x, dim)
-        perm = torch.tensor(natural_row_of_sequency(x.shape[dim]), device=x.device)
-        if inverse:  # rows of the sequency matrix are natural rows perm[s]: Hᵀ c scatters them back
-            back = torch.empty_like(perm)
-            back[perm] = torch.arange(perm.numel(), device=x.device)
-            return fwht_1d(x.index_select(dim, back), dim)
-        return fwht_1d(x, dim).index_select(dim, perm)
+            return torch.arange(size, device=device)
+        return torch.tensor(natural_row_of_sequency(size), device=device)
+
+    def _transform(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        natural = operators.walsh_hadamard(x.shape[dim]).coefficients(x, dim=dim)
+        if self.order == "natural":
+            return natural
+        return natural.index_select(dim, self._permutation(x.shape[dim], x.device))
+
+    def _synthesize(self, c: torch.Tensor, dim: int) -> torch.Tensor:
+        if self.order == "sequency":  # put coefficient s back at its natural row perm[s]
+            perm = self._permutation(c.shape[dim], c.device)
+            c = torch.zeros_like(c).index_copy(dim if dim >= 0 else c.dim() + dim, perm, c)
+        return operators.walsh_hadamard(c.shape[dim]).synthesize(c, dim=dim)
 
     def _forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return self._transform(self._transform(weight, -2, False), -1, False)
+        return self._transform(self._transform(weight, -2), -1)
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
-        return self._transform(self._transform(coefficients, -1, True), -2, True)
+        return self._synthesize(self._synthesize(coefficients, -1), -2)
+
+    def factorization(self, rows, cols, positions):
+        u, v = split_positions(positions, cols)
+        natural = self._permutation(rows, "cpu")[u] * cols + self._permutation(cols, "cpu")[v]
+        return separable(operators.walsh_hadamard(rows), operators.walsh_hadamard(cols), natural)
 
     def frequency(self, rows: int, cols: int) -> torch.Tensor:
         self.check_shape(rows, cols)

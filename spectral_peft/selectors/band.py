@@ -7,7 +7,8 @@ frequency (ties by the lower index) and the ranks are cut into equal thirds, so 
 
     low = ranks [0, MN/3),   mid = [MN/3, 2MN/3),   high = [2MN/3, MN)
 
-* ``spread=None`` (default): n positions uniformly without replacement from the band.
+* ``spread=None`` (default): n positions uniformly without replacement from the band (if n exceeds
+  the band, the band is widened around its centre, in ranks, to exactly n positions).
 * ``spread=σ``: a draw without replacement over *all* positions, weighted toward the band with
   w(q) = exp(−(r_q − c)²/(2σ²)), r_q = (rank_q + ½)/(MN) and c the band centre (1/6, 1/2, 5/6).
 """
@@ -34,8 +35,6 @@ class BandSelector(Selector):
             positions weighted toward the band (see the module docstring).
     """
 
-    needs_scores = False
-    stochastic = True
     needs_frequency = True
 
     def __init__(self, band: str = "low", spread: float | None = None):
@@ -68,26 +67,22 @@ class BandSelector(Selector):
         ranks[order] = torch.arange(order.numel())
         return ranks
 
-    def band_positions(self, frequency: torch.Tensor) -> torch.Tensor:
-        """Flat positions of the band (sorted)."""
+    def band_positions(self, frequency: torch.Tensor, at_least: int = 1) -> torch.Tensor:
+        """Flat positions of the band (sorted), widened around its centre to ``at_least`` positions."""
         total = frequency.numel()
         ranks = self.ranks(frequency)
         k = BANDS[self.band]
         lo, hi = total * k // 3, total * (k + 1) // 3
+        if hi - lo < at_least:
+            lo = min(max(0, (lo + hi - at_least) // 2), total - at_least)
+            hi = lo + at_least
         return torch.nonzero((ranks >= lo) & (ranks < hi)).squeeze(-1)
 
     def select(self, scores, shape, n, generator):
         check_count(n, shape)
-        if scores is None:
-            raise ValueError("the band selector needs the basis's frequency map as scores")
         total = shape[0] * shape[1]
         if self.spread is None:
-            candidates = self.band_positions(scores)
-            if n > candidates.numel():
-                raise ValueError(
-                    f"band {self.band!r} of a {shape[0]}x{shape[1]} matrix holds {candidates.numel()} positions, "
-                    f"fewer than n={n}; lower n or draw weighted toward the band with spread=..."
-                )
+            candidates = self.band_positions(scores, at_least=n)
             chosen = candidates[torch.randperm(candidates.numel(), generator=generator)[:n]]
         else:
             relative = (self.ranks(scores).double() + 0.5) / total

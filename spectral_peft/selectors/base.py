@@ -23,17 +23,21 @@ if TYPE_CHECKING:  # pragma: no cover
 class Selector(abc.ABC):
     """Chooses n positions of an M×N coefficient matrix.
 
-    Attributes:
-        needs_scores: whether the default :meth:`layer_scores` computes the energy map |B(W0)|².
+    Attributes (declared properties; the tests check every registered selector against them):
+        needs_scores: whether :meth:`select` needs a score map (from :meth:`layer_scores`; by default
+            the energy |B(W0)|²); when False it is called with ``scores=None`` and must not depend on them.
+        uses_generator: whether :meth:`select` draws from the generator; when False the result
+            must not depend on it.
         needs_data: whether :meth:`layer_scores` needs calibration batches (an error without them).
-        stochastic: whether the choice depends on the seeded generator (the config's ``seed``).
+        seeded_scores: whether :meth:`layer_scores` draws random numbers seeded by the config's ``seed``.
         needs_frequency: whether it ranks by the basis's frequency map (``SpectralBasis.frequency``).
     """
 
     name: str = "<unregistered>"
     needs_scores: bool = True
+    uses_generator: bool = True
     needs_data: bool = False
-    stochastic: bool = False
+    seeded_scores: bool = False
     needs_frequency: bool = False
 
     def layer_scores(self, context: "SelectionContext") -> dict[str, torch.Tensor] | None:

@@ -23,7 +23,7 @@ class GradientSelector(Selector):
         batches: how many calibration batches to use (the first ones); None uses all.
     """
 
-    needs_scores = False
+    uses_generator = False
     needs_data = True
 
     def __init__(self, batches: int | None = None):

@@ -51,9 +51,9 @@ class LearnedSelector(Selector):
         noise: scale of the logistic (Gumbel-difference) noise added to the scores; 0 for none.
     """
 
-    needs_scores = False
+    uses_generator = False  # select is a plain top-n; the warm-up's noise is seeded by config.seed
     needs_data = True
-    stochastic = True
+    seeded_scores = True
 
     def __init__(self, steps: int = 50, lr: float = 1e-3, score_lr: float = 5e-2,
                  temperature=(1.0, 0.05), noise: float = 0.5):

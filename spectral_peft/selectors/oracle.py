@@ -33,22 +33,22 @@ class OracleSelector(Selector):
         updates: path of the safetensors file (module name → ΔW, out × in).
     """
 
-    needs_scores = False
+    uses_generator = False
 
     def __init__(self, updates: str | os.PathLike | None = None):
-        if updates is None:
-            raise ValueError(
-                "the oracle selector needs the stored updates: selector_options={'updates': 'path/to/updates.safetensors'} "
-                "(a safetensors file of module name -> ΔW, as studies/analyze_update.py saves)"
-            )
-        if not isinstance(updates, (str, os.PathLike)):
+        if updates is not None and not isinstance(updates, (str, os.PathLike)):
             raise TypeError(f"updates must be a path, got {type(updates).__name__}")
-        self.updates = str(updates)
+        self.updates = None if updates is None else str(updates)
 
     def options(self) -> dict:
         return {"updates": self.updates}
 
     def stored_updates(self) -> dict[str, torch.Tensor]:
+        if self.updates is None:
+            raise ValueError(
+                "the oracle selector needs the stored updates: selector_options={'updates': 'path/to/updates.safetensors'} "
+                "(a safetensors file of module name -> ΔW, as studies/analyze_update.py saves), or the spec 'oracle:PATH'"
+            )
         path = Path(self.updates)
         if not path.is_file():
             raise FileNotFoundError(f"oracle selector: no updates file at {self.updates!r}")

@@ -14,7 +14,6 @@ class RandomSelector(Selector):
     """n positions uniformly without replacement: ``randperm(M·N, generator)[:n]``."""
 
     needs_scores = False
-    stochastic = True
 
     def select(self, scores, shape, n, generator):
         check_count(n, shape)

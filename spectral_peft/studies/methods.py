@@ -66,7 +66,8 @@ def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int,
                 calibration=None) -> tuple[SentenceClassifier, dict]:
     """A fresh classifier on a deep copy of ``backbone`` with ``run['method']`` applied.
 
-    Everything random (head init, LoRA init, spectral random positions) follows ``seed``.
+    The head and LoRA initialisation follow ``seed``; the spectral random positions follow
+    ``run["position_seed"]`` when the run has one (the runner derives it), else ``seed``.
     ``calibration`` (see :func:`calibration_batches`) feeds selectors that choose positions from
     data. Returns the model and counts (parameters; for spectral runs also ``selection_time_s``,
     the seconds spent choosing positions, e.g. the ``learned`` warm-up).
@@ -83,7 +84,8 @@ def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int,
 
         cfg = SpectralConfig(
             basis=run["basis"], basis_options=dict(run.get("basis_options") or {}), selector=run["selector"],
-            n=int(run["n"]), delta=None if run.get("delta") is None else float(run["delta"]), alpha=float(run["alpha"]), seed=seed,
+            n=int(run["n"]), delta=None if run.get("delta") is None else float(run["delta"]), alpha=float(run["alpha"]),
+            seed=int(run.get("position_seed", seed)),
             target_modules=targets,
         )
         adapted = len(matching_linears(model, targets))

@@ -120,3 +120,37 @@ def test_frequency_tiles_the_inner_map_and_lowers_coarser_levels():
     expected[::4, ::4] = inner.frequency(2, 3) / 4
     torch.testing.assert_close(nested, expected)
     assert not get_basis("patchwise", inner="identity").has_frequency
+
+
+@pytest.mark.parametrize("inner", INNER)
+def test_plain_patchwise_reuses_the_inner_factorization_for_every_block(inner):
+    basis = get_basis("patchwise", inner=inner, block=4)
+    positions = torch.randperm(8 * 16, generator=torch.Generator().manual_seed(0))[:40]
+    factorization = basis.factorization(8, 16, positions)
+    assert factorization is not None, f"patchwise({inner}) takes the dense route"
+    c = randn(40, seed=1)
+    dense = torch.zeros(8 * 16, dtype=torch.float64)
+    dense[positions] = c
+    torch.testing.assert_close(factorization.dense(c), basis.inverse(dense.view(8, 16)))
+
+
+@pytest.mark.parametrize("name, options, shape", [
+    ("patchwise", {"inner": "dct", "block": 64}, (384, 384)),
+    ("patchwise", {"inner": "wht", "block": 128}, (384, 1536)),
+    ("wht", {}, (256, 512)),
+])
+def test_new_bases_train_on_a_fast_route_at_model_sizes(name, options, shape):
+    from torch import nn
+
+    from spectral_peft import SpectralAdapter
+
+    layer = nn.Linear(shape[1], shape[0])
+    adapter = SpectralAdapter(layer, get_basis(name, **options), torch.arange(0, shape[0] * shape[1], 97))
+    x = torch.randn(8, shape[1], requires_grad=True)
+    adapter(x).sum().backward()
+    assert adapter.last_route in ("sparse", "merged")
+    assert adapter.coefficients.grad is not None
+
+
+def test_hierarchical_patchwise_has_no_fast_route():
+    assert get_basis("patchwise", inner="dct", block=2, levels=2).factorization(8, 8, torch.arange(5)) is None
