@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -42,7 +43,7 @@ ALL_MODULES = ["query", "key", "value", "attention.output.dense", "intermediate.
 # The ablation studies' presets (model, data, schedule), adapted: every linear layer type of the
 # top blocks, the studies' n, and LoRA at a high rank with a learning rate scaled down for it.
 PRESETS: dict[str, dict] = {
-    "smoke": dict(GRID_PRESETS["smoke"], modules=ALL_MODULES, n=[64], deltas=[0.0, 0.5, 1.0], lora_rank=8,
+    "smoke": dict(GRID_PRESETS["smoke"], modules=["query", "value", "intermediate.dense"], n=[64], deltas=[0.0, 0.5, 1.0], lora_rank=8,
                   full_lr=1e-2, lora_lr=1e-2, grid_points=24),
     "quick": dict(GRID_PRESETS["quick"], modules=ALL_MODULES, n=[768], deltas=DELTA_GRID, lora_rank=64,
                   lora_lr=3e-3, grid_points=48),
@@ -270,7 +271,7 @@ def _run(cfg: dict, argv) -> int:
         except ImportError:  # pragma: no cover
             tqdm = None
     cache = FeatureCache(cfg.get("cache_dir"))
-    status, errors, notes = "interrupted", [], []
+    status, errors, analysed = "interrupted", [], 0
     bar = tqdm(total=len(units), desc=NAME, unit="update") if tqdm else None
     try:
         for seed, source in units:
@@ -280,7 +281,7 @@ def _run(cfg: dict, argv) -> int:
             unit_key = _key({"update": update_key, "analysis": analysis_config.as_dict()})
             path = update_path(cfg["updates_dir"], source, seed)
             record = {"source": source, "seed": seed, "update_key": update_key, "unit_key": unit_key,
-                      "file": str(path)}
+                      "file": os.path.relpath(path, out)}
             try:
                 training = None
                 if path.is_file():
@@ -319,7 +320,8 @@ def _run(cfg: dict, argv) -> int:
                     result = analyse_update(w0, {k: deltas[k] for k in w0}, seed, analysis_config)
                     record["analysis_time_s"] = round(time.perf_counter() - t0, 3)
                     tables.add_unit(record, result)
-                    notes.extend(n for n in result.notes if n not in notes)
+                    analysed += 1
+                    record["notes"] = json.dumps(result.notes, ensure_ascii=False)
                 record["status"] = "ok"
             except SystemExit:
                 raise
@@ -335,12 +337,13 @@ def _run(cfg: dict, argv) -> int:
         if bar is not None:
             bar.close()
         outputs = []
-        try:
-            outputs = report.write_outputs(out, cfg, notes=notes)
+        try:  # redrawn when something changed (a rerun with nothing to do keeps its plots)
+            if analysed or cfg.get("accuracy_from") or not (out / "results.md").is_file():
+                outputs = report.write_outputs(out, cfg)
         except Exception:  # drawing must not hide the results
             say(traceback.format_exc())
         manifest.update(status=status, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        elapsed_s=round(time.time() - started, 2), notes=notes, errors=errors,
+                        elapsed_s=round(time.time() - started, 2), notes=report.analysis_notes(out), errors=errors,
                         outputs=sorted({*csvio.FILES, "manifest.json", *(Path(p).name for p in outputs)}))
         _write_json(out / "manifest.json", manifest)
     say(f"[{NAME}] {status} in {time.time() - started:.1f}s -> {out}")

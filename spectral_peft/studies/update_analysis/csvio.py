@@ -26,7 +26,7 @@ COLUMNS = {
 }
 TRAINING_METRICS = ("accuracy", "macro_f1", "eval_loss", "train_loss", "steps", "trainable_params", "wall_time_s")
 UNITS = "units.csv"
-UNITS_COLUMNS = [*UNIT_COLUMNS, "update_key", "file", *TRAINING_METRICS, "analysis_time_s", "status"]
+UNITS_COLUMNS = [*UNIT_COLUMNS, "update_key", "file", *TRAINING_METRICS, "analysis_time_s", "status", "notes"]
 FILES = (*COLUMNS, UNITS)
 _RESULT_FIELD = {"compaction.csv": "compaction", "results.csv": "summary", "reachable.csv": "reachable",
                  "overlap.csv": "overlap"}

@@ -1,7 +1,7 @@
 """Plots (PNG + PDF), the accuracy table and ``results.md`` of the update analysis, from its CSVs.
 
-- ``compaction``: top-k energy fraction against k (log) for ΔW (per source), W0 and the Gaussian
-  contrast; one row of panels per basis, one column per layer type (mean over blocks and seeds).
+- ``compaction``: top-k energy fraction against k (log) per basis for ΔW, W0 and the Gaussian
+  contrast; one row of panels per update source, one column per layer type (mean over blocks and seeds).
 - ``reachable``: heat map of the mean share of ‖ΔW‖² on the positions each selector picks from W0
   (and on the best n positions, "oracle"), basis × selector, one panel per source.
 - ``overlap``: heat maps of the Jaccard index of the top-n positions of W0 and ΔW (as a multiple of
@@ -20,8 +20,6 @@ from . import csvio
 
 __all__ = ["write_outputs"]
 
-MATRIX_STYLE = {"w0": ("black", "--", "W0"), "gaussian": ("tab:gray", ":", "Gaussian, ΔW's shape and norm")}
-SOURCE_COLOR = {"full": "tab:blue", "lora": "tab:orange"}
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
@@ -61,36 +59,44 @@ def _modules(df) -> list[str]:
 
 
 def plot_compaction(comp, n_values, out: Path) -> list[Path]:
+    """One row of panels per update source, one column per layer type; in each panel one colour per
+    basis, ΔW solid and W0 dashed, and the Gaussian contrast (the same in every orthonormal basis) dotted."""
     plt = _pyplot()
-    bases, modules = sorted(comp["basis"].unique()), _modules(comp)
-    fig, axes = plt.subplots(len(bases), len(modules), figsize=(2.6 * len(modules), 2.1 * len(bases)),
+    sources, modules = sorted(comp["source"].unique()), _modules(comp)
+    bases = sorted(comp["basis"].unique())
+    colors = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(bases)}
+    fig, axes = plt.subplots(len(sources), len(modules), figsize=(3.0 * len(modules), 2.6 * len(sources)),
                              sharey=True, squeeze=False)
-    mean = comp.groupby(["basis", "module", "matrix", "source", "k"], as_index=False)["fraction"].mean()
-    first_source = sorted(comp["source"].unique())[0]
-    for i, basis in enumerate(bases):
+    mean = comp.groupby(["source", "module", "matrix", "basis", "k"], as_index=False)["fraction"].mean()
+    for i, source in enumerate(sources):
         for j, module in enumerate(modules):
             ax = axes[i][j]
-            panel = mean[(mean["basis"] == basis) & (mean["module"] == module)]
-            for source, g in panel[panel["matrix"] == "delta"].groupby("source"):
-                ax.plot(g["k"], g["fraction"], color=SOURCE_COLOR.get(source, "tab:purple"), label=f"ΔW ({source})")
-            for matrix, (color, style, label) in MATRIX_STYLE.items():
-                g = panel[(panel["matrix"] == matrix) & (panel["source"] == first_source)]
-                ax.plot(g["k"], g["fraction"], color=color, linestyle=style, label=label)
+            panel = mean[(mean["source"] == source) & (mean["module"] == module)]
+            for basis in bases:
+                for matrix, style in (("delta", "-"), ("w0", "--")):
+                    g = panel[(panel["basis"] == basis) & (panel["matrix"] == matrix)]
+                    ax.plot(g["k"], g["fraction"], color=colors[basis], linestyle=style, linewidth=1,
+                            label=f"{basis}" if matrix == "delta" else None)
+            g = panel[panel["matrix"] == "gaussian"].groupby("k", as_index=False)["fraction"].mean()
+            ax.plot(g["k"], g["fraction"], color="black", linestyle=":", linewidth=1.2)
             for n in n_values:
                 ax.axvline(n, color="tab:red", linewidth=0.7, alpha=0.6)
             ax.set_xscale("log")
             ax.set_ylim(0, 1.02)
             ax.grid(alpha=0.3)
-            if i == 0:
-                ax.set_title(module, fontsize=8)
+            ax.set_title(f"{module} (ΔW: {source})", fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"{basis}\nenergy in top k", fontsize=8)
-            if i == len(bases) - 1:
+                ax.set_ylabel("energy share in top k", fontsize=8)
+            if i == len(sources) - 1:
                 ax.set_xlabel("k (log)", fontsize=8)
             ax.tick_params(labelsize=6)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, 1.02))
-    fig.suptitle(f"Energy compaction (red: n = {', '.join(map(str, n_values))})", y=1.05, fontsize=10)
+    from matplotlib.lines import Line2D
+
+    handles += [Line2D([], [], color="gray", linestyle="-"), Line2D([], [], color="gray", linestyle="--"),
+                Line2D([], [], color="black", linestyle=":"), Line2D([], [], color="tab:red")]
+    labels += ["ΔW", "W0", "Gaussian (ΔW's shape, norm)", f"n = {', '.join(map(str, n_values))}"]
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=7, bbox_to_anchor=(0.5, 1.06))
     paths = _save(fig, out, "compaction")
     plt.close(fig)
     return paths
@@ -189,8 +195,8 @@ def plot_loop(table, corr, out: Path) -> list[Path]:
     return paths
 
 
-def _pct(x) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+def _pct(x, digits: int = 1) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
 
 
 def markdown(summary, reach, ov, units, n: int, loop=None, notes=()) -> str:
@@ -220,15 +226,27 @@ def markdown(summary, reach, ov, units, n: int, loop=None, notes=()) -> str:
             [_pct(m("w0", "k90_share")), _pct(m("gaussian", "k90_share"))]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    lines += ["Per layer type: top-n share of ‖ΔW‖² divided by the Gaussian's (1 = no more compressible than noise).", ""]
+    modules = _modules(s)
+    for src in sources:
+        d = s[(s["matrix"] == "delta") & (s["source"] == src)].set_index(["basis", "layer"])["fraction_at_n"]
+        g = s[(s["matrix"] == "gaussian") & (s["source"] == src)].set_index(["basis", "layer"])["fraction_at_n"]
+        ratio = (d / g).reset_index().merge(s[["layer", "module"]].drop_duplicates(), on="layer")
+        table = ratio.pivot_table(index="basis", columns="module", values="fraction_at_n", aggfunc="mean")
+        table = table.reindex(columns=modules)
+        lines += [f"| basis (ΔW: {src}) | " + " | ".join(modules) + " |", "|" + "---|" * (len(modules) + 1)]
+        for basis, r in table.iterrows():
+            lines.append(f"| {basis} | " + " | ".join(f"{v:.2f}" for v in r) + " |")
+        lines.append("")
     for src in sources:
         table = reachable_table(reach, src, n)
         lines += [f"## Reachable energy (ΔW: {src})", "",
                   f"Share of ‖ΔW‖² (%) on the n = {n} positions each selector picks from W0, and on the best n "
                   "positions of B(ΔW) (oracle), mean over layers and seeds. Random chance: "
-                  f"{_pct(reach[reach['n'] == n]['chance'].mean())} %.", ""]
+                  f"{_pct(reach[reach['n'] == n]['chance'].mean(), 2)} %.", ""]
         lines += ["| basis | " + " | ".join(table.columns) + " |", "|" + "---|" * (len(table.columns) + 1)]
         for basis, r in table.iterrows():
-            lines.append(f"| {basis} | " + " | ".join(_pct(v) for v in r) + " |")
+            lines.append(f"| {basis} | " + " | ".join(_pct(v, 2) for v in r) + " |")
         lines.append("")
     o = ov[ov["n"] == n]
     lines += ["## Does W0's energy predict ΔW's?", "",
@@ -249,7 +267,7 @@ def markdown(summary, reach, ov, units, n: int, loop=None, notes=()) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in table.sort_values("reachable").iterrows():
             d = "—" if r["delta"] is None or (isinstance(r["delta"], float) and math.isnan(r["delta"])) else f"{r['delta']:g}"
-            lines.append(f"| {r['basis']} | {r['selector']} | {d} | {r['n']} | {_pct(r['reachable'])} | "
+            lines.append(f"| {r['basis']} | {r['selector']} | {d} | {r['n']} | {_pct(r['reachable'], 2)} | "
                          f"{_pct(r['of_oracle'])} | {_pct(r['accuracy'])} | {_pct(r['accuracy_std'])} | {r['seeds']} | "
                          f"{r['folders']} |")
         lines += ["", f"Rank correlation over {corr['points']} settings: Spearman ρ = {corr['spearman']:.3f} "
@@ -259,7 +277,16 @@ def markdown(summary, reach, ov, units, n: int, loop=None, notes=()) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, cfg: dict, notes=None) -> list[Path]:
+def analysis_notes(out: Path) -> list[str]:
+    """The analyses' notes (skipped bases, layers, selectors) from ``units.csv``, each once."""
+    units = csvio.read_table(Path(out) / csvio.UNITS)
+    if units.empty or "notes" not in units:
+        return []
+    found = [note for text in units["notes"].dropna() for note in json.loads(text)]
+    return list(dict.fromkeys(found))
+
+
+def write_outputs(out: Path, cfg: dict) -> list[Path]:
     """Every plot, ``loop.csv`` (with ``cfg['accuracy_from']``) and ``results.md`` from the CSVs in ``out``."""
     from .loop import loop_table
 
@@ -267,10 +294,7 @@ def write_outputs(out: Path, cfg: dict, notes=None) -> list[Path]:
     frames = {name: csvio.read_table(out / name) for name in csvio.FILES}
     if any(frames[name].empty for name in csvio.COLUMNS):
         return []
-    if notes is None:
-        manifest = out / "manifest.json"
-        notes = json.loads(manifest.read_text()).get("notes", []) if manifest.is_file() else []
-    notes = list(notes)
+    notes = analysis_notes(out)
     n = int(sorted(frames["results.csv"]["n"].unique())[0])
     paths = plot_compaction(frames["compaction.csv"], sorted(frames["results.csv"]["n"].unique()), out)
     paths += plot_reachable(frames["reachable.csv"], n, out)
