@@ -19,7 +19,9 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -183,8 +185,6 @@ def update_settings(cfg: dict, source: str, seed: int, dataset_fp: str, backbone
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the analysis; Ctrl-C (or SIGTERM) stops it with the finished units kept, exit code 130."""
     from ..runner import _raise_interrupt
-    import signal
-    import threading
 
     args = build_parser(prog).parse_args(argv)
     cfg = resolve(args)
@@ -299,8 +299,8 @@ def _run(cfg: dict, argv) -> int:
                                 "eval_tokens": TokenView(*encode_texts(backbone.tokenizer, eval_split.texts, cfg["max_len"])),
                                 "eval_labels": eval_split.labels}
                     t0 = time.perf_counter()
-                    deltas, training = fine_tune(source, backbone, ds.num_labels, data, dict(cfg, lora_rank=cfg["lora_rank"]),
-                                                 seed, cache, progress=_step_bar(tqdm, label))
+                    deltas, training = fine_tune(source, backbone, ds.num_labels, data, cfg, seed, cache,
+                                                 progress=_step_bar(tqdm, label))
                     training["wall_time_s"] = round(time.perf_counter() - t0, 3)
                     if training.get("status") != "ok":
                         raise RuntimeError(f"training {label} ended with status {training.get('status')}")

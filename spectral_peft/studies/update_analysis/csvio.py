@@ -80,7 +80,7 @@ class Tables:
 
         unit = {k: record[k] for k in UNIT_COLUMNS}
         for name, columns in COLUMNS.items():
-            rows = pd.DataFrame([dict(unit, **r) for r in getattr(result, _RESULT_FIELD[name])], columns=None)
+            rows = pd.DataFrame([dict(unit, **r) for r in getattr(result, _RESULT_FIELD[name])])
             frame = pd.concat([self.frames[name], rows], ignore_index=True) if len(self.frames[name]) else rows
             self.frames[name] = frame
             write_table(self.out / name, frame, columns)

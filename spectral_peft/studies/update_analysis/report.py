@@ -65,8 +65,9 @@ def plot_compaction(comp, n_values, out: Path) -> list[Path]:
     sources, modules = sorted(comp["source"].unique()), _modules(comp)
     bases = sorted(comp["basis"].unique())
     colors = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(bases)}
-    fig, axes = plt.subplots(len(sources), len(modules), figsize=(3.0 * len(modules), 2.6 * len(sources)),
+    fig, axes = plt.subplots(len(sources), len(modules), figsize=(3.0 * len(modules), 2.8 * len(sources)),
                              sharey=True, squeeze=False)
+    fig.subplots_adjust(hspace=0.4)
     mean = comp.groupby(["source", "module", "matrix", "basis", "k"], as_index=False)["fraction"].mean()
     for i, source in enumerate(sources):
         for j, module in enumerate(modules):
