@@ -89,8 +89,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--accuracy-from", nargs="+", metavar="DIR", default=[],
                    help="folders of basis/δ ablation studies (their results.csv) whose trained accuracy is set "
                    "beside the reachable energy, e.g. docs/results/ablate_basis_full")
-    g.add_argument("--loop-source", choices=SOURCES, default="full",
-                   help="which update's reachable energy the accuracy table uses (default: full)")
+    g.add_argument("--loop-source", choices=SOURCES,
+                   help="which update's reachable energy the accuracy table uses (default: the first of --sources)")
 
     g = p.add_argument_group("model and data")
     g.add_argument("--model", metavar="NAME", help=f"backbone: all-MiniLM-L6-v2 or tiny-bert {_d('backbone')}")
@@ -167,6 +167,7 @@ def resolve(args: argparse.Namespace) -> dict:
         unknown = sorted(set(cfg.get(key) or []) - set(known))
         if unknown:
             raise SystemExit(f"error: unknown {key} {unknown}; registered: {', '.join(known)}")
+    cfg["loop_source"] = cfg.get("loop_source") or cfg["sources"][0]
     cfg["out"] = cfg.get("out") or f"results/{NAME}_{args.preset}"
     cfg["updates_dir"] = cfg.get("updates_dir") or str(Path(cfg["out"]) / "updates")
     return cfg
