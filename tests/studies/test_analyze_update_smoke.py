@@ -119,8 +119,14 @@ def test_deterministic_resumable_and_reusing_stored_updates(smoke, tmp_path, mon
     # a rerun has nothing to do; a new --n reuses the stored updates and analyses again
     assert analyze(out) == 0 and trained == []
     assert len(pd.read_csv(out / "units.csv")) == 2
-    assert analyze(out, "--n", "32") == 0 and trained == []
-    assert set(pd.read_csv(out / "reachable.csv")["n"]) == {64, 32}  # rows of the n = 64 analysis stay
+    # (with a wavelet level too deep for the 32-wide layers: skipped, and said so)
+    assert analyze(out, "--n", "32", "--basis-options", '{"wavelet": {"level": 6}}') == 0 and trained == []
+    reach = pd.read_csv(out / "reachable.csv")
+    assert set(reach["n"]) == {64, 32}  # rows of the n = 64 analysis stay
+    assert "wavelet" not in set(reach[reach["n"] == 32]["basis"])
+    notes = json.loads((out / "manifest.json").read_text())["notes"]
+    assert notes and all("wavelet" in note and "divisible by 2**6" in note for note in notes)
+    assert notes[0] in (out / "results.md").read_text()
     # updates trained with other settings are refused, not silently mixed
     with pytest.raises(SystemExit, match="other settings"):
         analyze(out, "--epochs", "1")

@@ -210,9 +210,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 def _run(cfg: dict, argv) -> int:
-    from ..cache import FeatureCache, TokenView
+    from ..cache import FeatureCache
     from ..data import load_dataset, subsample
-    from ..model import encode_texts, load_backbone
+    from ..model import load_backbone
     from ..runner import _git, _platform, _versions, _write_json
     from . import report
 
@@ -240,7 +240,6 @@ def _run(cfg: dict, argv) -> int:
     too_big = [n for n in analysis_config.n_values for w in w0.values() if n > w.numel()]
     if too_big:
         raise SystemExit(f"error: --n {max(too_big)} exceeds the smallest target layer's {min(w.numel() for w in w0.values())} entries")
-    data = None  # tokenized lazily: only when an update has to be trained
 
     units = [(seed, source) for seed in cfg["seeds"] for source in cfg["sources"]]
     tables = csvio.Tables(out)
@@ -271,7 +270,7 @@ def _run(cfg: dict, argv) -> int:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover
             tqdm = None
-    cache = FeatureCache(cfg.get("cache_dir"))
+    updates = _Updates(cfg, ds, train_split, eval_split, backbone, FeatureCache(cfg.get("cache_dir")), tqdm, say)
     status, errors, analysed = "interrupted", [], 0
     bar = tqdm(total=len(units), desc=NAME, unit="update") if tqdm else None
     try:
@@ -284,32 +283,7 @@ def _run(cfg: dict, argv) -> int:
             record = {"source": source, "seed": seed, "update_key": update_key, "unit_key": unit_key,
                       "file": os.path.relpath(path, out)}
             try:
-                training = None
-                if path.is_file():
-                    deltas, meta = load_updates(path)
-                    if meta.get("update_key") != update_key:
-                        raise SystemExit(
-                            f"error: {path} holds an update trained with other settings (key "
-                            f"{meta.get('update_key')} != {update_key}); use another --out or --updates-dir")
-                    training = json.loads(meta.get("training", "{}"))
-                    say(f"[{NAME}] {label}: reusing the stored update {path}")
-                else:
-                    if data is None:
-                        data = {"train_tokens": TokenView(*encode_texts(backbone.tokenizer, train_split.texts, cfg["max_len"])),
-                                "train_labels": train_split.labels,
-                                "eval_tokens": TokenView(*encode_texts(backbone.tokenizer, eval_split.texts, cfg["max_len"])),
-                                "eval_labels": eval_split.labels}
-                    t0 = time.perf_counter()
-                    deltas, training = fine_tune(source, backbone, ds.num_labels, data, cfg, seed, cache,
-                                                 progress=_step_bar(tqdm, label))
-                    training["wall_time_s"] = round(time.perf_counter() - t0, 3)
-                    if training.get("status") != "ok":
-                        raise RuntimeError(f"training {label} ended with status {training.get('status')}")
-                    save_updates(path, deltas, {
-                        "source": source, "seed": str(seed), "model": backbone.name, "dataset": ds.name,
-                        "update_key": update_key, "settings": settings, "training": training,
-                        "format": "ΔW per module name, float32 out × in"})
-                    say(f"[{NAME}] {label}: accuracy {100 * training['accuracy']:.2f} % -> {path}")
+                deltas, training = updates.get(source, seed, path, update_key, settings, label)
                 record.update({k: training.get(k) for k in csvio.TRAINING_METRICS})
                 if unit_key in done:
                     say(f"[{NAME}] {label}: analysis already in the CSVs")
@@ -320,9 +294,9 @@ def _run(cfg: dict, argv) -> int:
                     t0 = time.perf_counter()
                     result = analyse_update(w0, {k: deltas[k] for k in w0}, seed, analysis_config)
                     record["analysis_time_s"] = round(time.perf_counter() - t0, 3)
+                    record["notes"] = json.dumps(result.notes, ensure_ascii=False)
                     tables.add_unit(record, result)
                     analysed += 1
-                    record["notes"] = json.dumps(result.notes, ensure_ascii=False)
                 record["status"] = "ok"
             except SystemExit:
                 raise
@@ -351,6 +325,47 @@ def _run(cfg: dict, argv) -> int:
     if (out / "results.md").is_file() and not cfg.get("quiet"):
         print((out / "results.md").read_text())
     return 0 if not errors else 1
+
+
+class _Updates:
+    """Stored updates, or fine-tuning when there is none (the data is tokenized on first use)."""
+
+    def __init__(self, cfg, ds, train_split, eval_split, backbone, cache, tqdm, say):
+        self.cfg, self.ds, self.backbone, self.cache, self.tqdm, self.say = cfg, ds, backbone, cache, tqdm, say
+        self.splits = (train_split, eval_split)
+        self.data = None
+
+    def get(self, source, seed, path: Path, update_key: str, settings: dict, label: str):
+        """(ΔW per layer name, training metrics) of ``source`` and ``seed``: loaded from ``path``
+        when it holds the update of these settings, trained and saved there when it does not exist."""
+        if path.is_file():
+            deltas, meta = load_updates(path)
+            if meta.get("update_key") != update_key:
+                raise SystemExit(f"error: {path} holds an update trained with other settings (key "
+                                 f"{meta.get('update_key')} != {update_key}); use another --out or --updates-dir")
+            self.say(f"[{NAME}] {label}: reusing the stored update {path}")
+            return deltas, json.loads(meta.get("training", "{}"))
+        if self.data is None:
+            from ..cache import TokenView
+            from ..model import encode_texts
+
+            train, held_out = self.splits
+            tokens = [TokenView(*encode_texts(self.backbone.tokenizer, split.texts, self.cfg["max_len"]))
+                      for split in self.splits]
+            self.data = {"train_tokens": tokens[0], "train_labels": train.labels,
+                         "eval_tokens": tokens[1], "eval_labels": held_out.labels}
+        t0 = time.perf_counter()
+        deltas, training = fine_tune(source, self.backbone, self.ds.num_labels, self.data, self.cfg, seed, self.cache,
+                                     progress=_step_bar(self.tqdm, label))
+        training["wall_time_s"] = round(time.perf_counter() - t0, 3)
+        if training.get("status") != "ok":
+            raise RuntimeError(f"training {label} ended with status {training.get('status')}")
+        save_updates(path, deltas, {
+            "source": source, "seed": str(seed), "model": self.backbone.name, "dataset": self.ds.name,
+            "update_key": update_key, "settings": settings, "training": training,
+            "format": "ΔW per module name, float32 out × in"})
+        self.say(f"[{NAME}] {label}: accuracy {100 * training['accuracy']:.2f} % -> {path}")
+        return deltas, training
 
 
 def _step_bar(tqdm, label):
