@@ -20,7 +20,6 @@ from . import spectra
 
 __all__ = ["AnalysisConfig", "AnalysisResult", "analyse_update", "layer_block", "layer_kind", "selector_settings"]
 
-MATRICES = ("delta", "w0", "gaussian")  # ΔW, the pretrained weight, a Gaussian of ΔW's shape and norm
 FRACTIONS = (0.5, 0.9)
 
 
@@ -97,12 +96,12 @@ def _as_linear(weight: torch.Tensor) -> nn.Linear:
 
 
 def analyse_update(w0: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor], seed: int,
-                   config: AnalysisConfig, progress=None) -> AnalysisResult:
+                   config: AnalysisConfig) -> AnalysisResult:
     """Every measurement for one update (one source and seed); see the module docstring.
 
     ``w0`` and ``deltas`` map the same layer names to out × in tensors. ``seed`` seeds the random
     selectors exactly as :func:`spectral_peft.inject` would (per layer, from the layer name) and the
-    Gaussian contrast. ``progress`` (optional) is called once per basis.
+    Gaussian contrast. Matrices: ``delta`` (ΔW), ``w0``, ``gaussian`` (ΔW's shape and norm).
     """
     from spectral_peft import SpectralConfig, get_basis, list_bases, list_selectors
     from spectral_peft.inject import select_positions
@@ -180,7 +179,5 @@ def analyse_update(w0: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor],
                         where, n=n, selector=selector, delta=delta, label=selector_label(selector, delta),
                         fraction=fraction, oracle=oracle, of_oracle=fraction / oracle, chance=n / total))
                 result.overlap.append(dict(where, n=n, **spectra.overlap(energies["w0"], e_delta, n, config.rank_correlation)))
-        if progress is not None:
-            progress(basis_name)
     return result
 

@@ -38,7 +38,7 @@ def read_table(path: Path):
 
     if not Path(path).is_file():
         return pd.DataFrame()
-    return pd.read_csv(path)
+    return pd.read_csv(path, dtype={"unit_key": str, "update_key": str})  # hex keys can look like numbers
 
 
 def write_table(path: Path, df, columns: list[str]) -> None:

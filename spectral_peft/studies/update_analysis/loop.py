@@ -51,9 +51,9 @@ def accuracy_rows(folders) -> "pd.DataFrame":  # noqa: F821
     ).reset_index()
     runs["delta_key"] = runs["delta"].map(_delta_key)
     runs["accuracy"] = runs["accuracy"].astype(float)
+    runs["basis_options"] = runs.get("basis_options", "")
     rows = []
     keys = ["basis", "basis_options", "selector", "delta_key", "n", "layers", "modules"]
-    runs["basis_options"] = runs.get("basis_options", "")
     for key, g in runs.groupby(keys, dropna=False, sort=True):
         acc = g["accuracy"]
         rows.append(dict(zip(keys, key), accuracy=acc.mean(), accuracy_std=acc.std(ddof=1) if len(acc) > 1 else 0.0,

@@ -288,7 +288,8 @@ def analysis_notes(out: Path) -> list[str]:
 
 
 def write_outputs(out: Path, cfg: dict) -> list[Path]:
-    """Every plot, ``loop.csv`` (with ``cfg['accuracy_from']``) and ``results.md`` from the CSVs in ``out``."""
+    """Every plot, ``loop.csv`` (with ``cfg["accuracy_from"]``) and ``results.md`` from the CSVs in ``out``;
+    the heat maps and tables use the smallest analysed n, the compaction plot marks every n."""
     from .loop import loop_table
 
     out = Path(out)
