@@ -455,3 +455,119 @@ def test_worked_example_in_the_spectral_basis_docstring_runs_and_is_fast():
             _assert_same(_run(adapter, x, g, route), _reference(adapter, x, g), what=route)
     finally:
         unregister_basis("dct_rows")
+
+
+# ------------------------------------------------------------------------------------------------
+# Mixed precision: autocast and half-precision models, float32 coefficients, on every route
+# ------------------------------------------------------------------------------------------------
+HALF_TOL = {torch.bfloat16: 3e-2, torch.float16: 4e-3}
+
+
+@pytest.mark.parametrize("mode", ["autocast", "cast model"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_routes_in_half_precision_keep_float32_coefficients(basis, dtype, mode):
+    """Every route under ``torch.autocast`` and after ``adapter.to(half)``: y in the half dtype,
+    ∂L/∂c in float32, values and gradients equal to the float64 definition to half precision."""
+    import copy
+
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(basis, s))
+    adapter = _make(basis, shape, 11, seed=31, dtype=torch.float32)
+    x, g = randn(2, 3, shape[1], seed=32, dtype=torch.float32), randn(2, 3, shape[0], seed=33)
+    if mode == "cast model":
+        adapter.to(dtype)
+        x = x.to(dtype)
+        assert adapter.coefficients.dtype == torch.float32 and adapter.base_layer.weight.dtype == dtype
+    oracle = copy.deepcopy(adapter).double()  # the same (rounded) weights, float64 arithmetic
+    expected = _reference(oracle, x.double(), g)
+    for route in _routes(adapter) + ["reference", "auto"]:
+        adapter.route = route
+        adapter.coefficients.grad = None
+        xx = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=dtype, enabled=mode == "autocast"):
+            y = adapter(xx)
+        (y.double() * g).sum().backward()
+        assert y.dtype == dtype, route
+        assert xx.grad.dtype == x.dtype and adapter.coefficients.grad.dtype == torch.float32, route
+        actual = (y.double(), xx.grad.double(), adapter.coefficients.grad.double(), None, None)
+        _assert_same(actual, expected, tol=HALF_TOL[dtype], what=f"{mode} {dtype} route={route}")
+        if route in ("merged", "sparse"):
+            assert adapter.last_route == route  # the fast route itself ran, no fallback
+
+
+def test_casting_the_model_to_half_keeps_the_coefficients_exact_in_float32():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.GELU(), nn.Linear(16, 8))
+    inject(model, SpectralConfig(basis="dct", n=30, selector="random", target_modules=["0", "2"]))
+    adapter = model[0]
+    with torch.no_grad():
+        adapter.coefficients.normal_()
+    values = adapter.coefficients.detach().clone()
+    model.to(torch.bfloat16)
+    assert adapter.coefficients.dtype == torch.float32 and torch.equal(adapter.coefficients.detach(), values)
+    assert adapter.plan().dtype == torch.float32
+    model.half()
+    assert adapter.coefficients.dtype == torch.float32 and torch.equal(adapter.coefficients.detach(), values)
+    model.double()  # float64 is followed
+    assert adapter.coefficients.dtype == torch.float64 and adapter.plan().dtype == torch.float64
+
+
+# ------------------------------------------------------------------------------------------------
+# torch.compile
+# ------------------------------------------------------------------------------------------------
+def _compiled_case(name):
+    from tests.adapter_cases import TinyNet, make_config, randomize_coefficients
+
+    model = inject(TinyNet(), make_config(name, "random"))
+    randomize_coefficients(model)
+    return model
+
+
+def _forward_backward(model, x):
+    model.zero_grad()
+    y = model(x)
+    y.pow(2).sum().backward()
+    return y.detach(), [a.coefficients.grad.clone() for a in model.modules() if isinstance(a, SpectralAdapter)]
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_compile_has_no_graph_breaks_and_matches_eager(name):
+    """``torch._dynamo.explain`` of an injected model: one graph, no break, in training, in inference
+    and under autocast; the compiled model (dynamo + AOTAutograd, forward and backward) equals eager."""
+    import copy
+
+    import torch._dynamo
+    from tests.adapter_cases import tiny_input
+
+    torch._dynamo.reset()
+    model = _compiled_case(name)
+    x = tiny_input()
+    for context in (torch.enable_grad(), torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16)):
+        with context:
+            explanation = torch._dynamo.explain(model)(x)
+        assert explanation.graph_break_count == 0 and explanation.graph_count == 1, explanation.break_reasons
+    eager = copy.deepcopy(model)
+    compiled = torch.compile(model, backend="aot_eager")
+    for _ in range(2):  # the second call runs the cached graph
+        y, grads = _forward_backward(compiled, x)
+        y_eager, grads_eager = _forward_backward(eager, x)
+        torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-5)
+        for a, e in zip(grads, grads_eager):
+            torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * max(1.0, e.abs().max().item()))
+
+
+def test_compile_with_inductor_matches_eager():
+    """The default ``torch.compile`` (inductor) on one basis: forward and backward equal eager."""
+    import copy
+
+    import torch._dynamo
+    from tests.adapter_cases import tiny_input
+
+    torch._dynamo.reset()
+    model = _compiled_case("dht")
+    eager = copy.deepcopy(model)
+    x = tiny_input()
+    y, grads = _forward_backward(torch.compile(model), x)
+    y_eager, grads_eager = _forward_backward(eager, x)
+    torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-5)
+    for a, e in zip(grads, grads_eager):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * max(1.0, e.abs().max().item()))

@@ -43,14 +43,15 @@ DELTA_GRID = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]  # the δ study's grid
 ALL_MODULES = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 
 # The ablation studies' presets (model, data, schedule), adapted: every linear layer type of the
-# top blocks, the studies' n, and LoRA at a high rank with a learning rate scaled down for it.
+# top blocks, the studies' n, LoRA at a high rank with a learning rate scaled down for it, and
+# seeds and train sizes of their own (each seed trains twice; the full preset must fit an hour).
 PRESETS: dict[str, dict] = {
-    "smoke": dict(GRID_PRESETS["smoke"], modules=["query", "value", "intermediate.dense"], n=[64], deltas=[0.0, 0.5, 1.0], lora_rank=8,
-                  full_lr=1e-2, lora_lr=1e-2, grid_points=24),
+    "smoke": dict(GRID_PRESETS["smoke"], modules=["query", "value", "intermediate.dense"], n=[64],
+                  deltas=[0.0, 0.5, 1.0], lora_rank=8, full_lr=1e-2, lora_lr=1e-2, grid_points=24, seeds=[0]),
     "quick": dict(GRID_PRESETS["quick"], modules=ALL_MODULES, n=[768], deltas=DELTA_GRID, lora_rank=64,
-                  lora_lr=3e-3, grid_points=48),
+                  lora_lr=3e-3, grid_points=48, seeds=[0], train_size=1200),
     "full": dict(GRID_PRESETS["full"], modules=ALL_MODULES, n=[768], deltas=DELTA_GRID, lora_rank=64,
-                 lora_lr=3e-3, grid_points=48),
+                 lora_lr=3e-3, grid_points=48, seeds=[0, 1, 2], train_size=None),
 }
 
 # settings that change what an update is (its key); threads and output paths do not
@@ -213,7 +214,8 @@ def _run(cfg: dict, argv) -> int:
     from ..cache import FeatureCache
     from ..data import load_dataset, subsample
     from ..model import load_backbone
-    from ..runner import _git, _platform, _versions, _write_json
+    from ..provenance import git_state, platform_info, versions
+    from ..runner import _write_json
     from . import report
 
     out = Path(cfg["out"])
@@ -249,7 +251,7 @@ def _run(cfg: dict, argv) -> int:
         "command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", f"studies/{NAME}.py", *argv]),
         "argv": list(sys.argv) if argv is None else [f"studies/{NAME}.py", *argv],
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git": _git(), "packages": _versions(), "platform": _platform(),
+        "git": git_state(), "packages": versions(), "platform": platform_info(),
         "torch": {"threads": torch.get_num_threads(), "deterministic_algorithms": True},
         "preset": cfg["preset"], "seeds": cfg["seeds"], "sources": cfg["sources"],
         "config": {k: v for k, v in cfg.items() if k not in ("plot_only", "quiet")},

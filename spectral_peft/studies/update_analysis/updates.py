@@ -80,6 +80,7 @@ def fine_tune(source: str, backbone, num_labels: int, data: dict, settings: dict
                          max_steps=settings.get("max_steps"))
     metrics = train_and_evaluate(model, train_view, data["train_labels"], eval_view, data["eval_labels"], config,
                                  seed=seed, progress=progress)
+    metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}  # scalars (not predictions)
     with torch.no_grad():
         if source == "full":
             deltas = {name: model.get_submodule(name).weight.detach().float() - w for name, w in w0.items()}
