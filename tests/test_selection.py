@@ -271,3 +271,17 @@ def test_learned_is_deterministic_under_a_seed_and_saved_like_any_positions(tmp_
 def test_learned_rejects_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         get_selector("learned", **options)
+
+
+def test_oracle_reads_the_files_analyze_update_writes(tmp_path):
+    from spectral_peft.studies.update_analysis.updates import REQUIRED_METADATA, save_updates
+
+    gen = torch.Generator().manual_seed(3)
+    deltas = {"up": torch.randn(32, 16, generator=gen), "down": torch.randn(16, 32, generator=gen)}
+    path = save_updates(tmp_path / "spectral_seed1.safetensors", deltas, {k: "x" for k in REQUIRED_METADATA})
+    config = make_config("dht", "oracle", selector_options={"updates": str(path)})
+    chosen = preview_positions(TinyNet(), config)
+    basis = get_basis("dht")
+    for name, delta in deltas.items():
+        energy = basis.forward(delta.double()).pow(2).numpy().ravel()
+        assert chosen[name].tolist() == sorted(np.argsort(-energy, kind="stable")[:20].tolist())

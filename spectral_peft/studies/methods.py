@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 
 import torch
 from torch import nn
@@ -69,8 +68,7 @@ def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int,
     The head and LoRA initialisation follow ``seed``; the spectral random positions follow
     ``run["position_seed"]`` when the run has one (the runner derives it), else ``seed``.
     ``calibration`` (see :func:`calibration_batches`) feeds selectors that choose positions from
-    data. Returns the model and counts (parameters; for spectral runs also ``selection_time_s``,
-    the seconds spent choosing positions, e.g. the ``learned`` warm-up).
+    data. Returns the model and parameter counts.
     """
     method = run["method"]
     if method not in METHODS:
@@ -89,9 +87,7 @@ def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int,
             target_modules=targets,
         )
         adapted = len(matching_linears(model, targets))
-        started = time.perf_counter()
         inject(model, cfg, calibration=calibration if cfg.build_selector().needs_data else None)
-        selection_time = time.perf_counter() - started
     elif method == "lora":
         from peft import LoraConfig, inject_adapter_in_model
 
@@ -109,8 +105,5 @@ def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int,
     model.head.requires_grad_(True)
     head = sum(p.numel() for p in model.head.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    counts = {"trainable_params": trainable, "head_params": head, "adapter_params": trainable - head,
-              "adapted_modules": adapted}
-    if method == "spectral":
-        counts["selection_time_s"] = round(selection_time, 3)
-    return model, counts
+    return model, {"trainable_params": trainable, "head_params": head, "adapter_params": trainable - head,
+                   "adapted_modules": adapted}

@@ -41,7 +41,7 @@ CONFIG_COLUMNS = [
     "cached_layers", "position_seed", "init_seed", "order_seed",
 ]
 METRIC_COLUMNS = ["accuracy", "macro_f1", "eval_loss", "train_loss", "steps", "status"]
-COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules", "selection_time_s"]
+COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules"]
 # wall time stays last: it measures machine load, never methods (it is not printed as a comparison)
 COLUMNS = ["run_key", "study", *CONFIG_COLUMNS, *METRIC_COLUMNS, *COUNT_COLUMNS, "provenance", "wall_time_s"]
 SEED_STREAMS = ("position", "init", "order")

@@ -9,8 +9,8 @@ A value is a selector name or a spec ``name:arg:arg…`` with the selector's con
 order: ``mixed:0.7`` (δ = 0.7), ``band:low`` / ``band:high``, ``learned:100`` (100 warm-up steps),
 ``gradient:4`` (4 calibration batches), ``oracle:PATH`` (top-n of a stored update ΔW, the
 safetensors file studies/analyze_update.py writes, typically from another seed). Data-driven
-selectors (gradient, learned) get the first 8 training batches of the run's seed as calibration;
-results.csv records the seconds spent choosing positions (``selection_time_s``).
+selectors (gradient, learned) get the run's first 8 training batches (its data order) as calibration;
+what choosing costs is measured by benchmarks/selection_cost.py (results.csv holds no timings).
 """
 from __future__ import annotations
 
