@@ -31,6 +31,13 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+def _shape_for(basis, *candidates: tuple[int, int]) -> tuple[int, int]:
+    """The first candidate shape the basis accepts (e.g. powers of two only for a Hadamard basis)."""
+    usable = [shape for shape in candidates if supports(basis, shape)]
+    assert usable, f"{basis.name} accepts none of {candidates}"
+    return usable[0]
+
+
 def _planted(basis, shape, positions, seed, scale=10.0, noise=1e-2):
     """ΔW = B⁻¹(S) + noise with S nonzero exactly at ``positions`` (magnitudes in [scale, 2·scale])."""
     g = torch.Generator().manual_seed(seed)
@@ -44,8 +51,7 @@ def _planted(basis, shape, positions, seed, scale=10.0, noise=1e-2):
 @pytest.mark.parametrize("basis_name", ORTHONORMAL)
 def test_planted_coefficients_are_recovered_with_their_energy(basis_name):
     basis = get_basis(basis_name)
-    shape = (16, 24)
-    assert supports(basis, shape)
+    shape = _shape_for(basis, (16, 24), (16, 32))
     total = shape[0] * shape[1]
     planted = torch.randperm(total, generator=torch.Generator().manual_seed(1))[:10]
     delta, s = _planted(basis, shape, planted, seed=2)
@@ -63,7 +69,7 @@ def test_planted_coefficients_are_recovered_with_their_energy(basis_name):
 @pytest.mark.parametrize("basis_name", ORTHONORMAL)
 def test_analysis_reaches_the_planted_update_when_w0_shares_its_positions(basis_name):
     basis = get_basis(basis_name)
-    shape, n = (16, 24), 12
+    shape, n = _shape_for(basis, (16, 24), (16, 32)), 12
     planted = torch.randperm(shape[0] * shape[1], generator=torch.Generator().manual_seed(3))[:n]
     delta, _ = _planted(basis, shape, planted, seed=4)
     w0, _ = _planted(basis, shape, planted, seed=5, scale=3.0, noise=1e-3)
@@ -74,7 +80,7 @@ def test_analysis_reaches_the_planted_update_when_w0_shares_its_positions(basis_
     assert oracle > 0.999
     assert reach["energy"]["fraction"] == pytest.approx(oracle, abs=1e-6)  # W0 points at exactly ΔW's positions
     assert reach["mixed δ=1"]["fraction"] == pytest.approx(oracle, abs=1e-6)
-    assert reach["random"]["fraction"] < 0.5 * oracle  # 12 of 384 positions drawn blind rarely hit them
+    assert reach["random"]["fraction"] < 0.5 * oracle  # 12 of several hundred positions drawn blind rarely hit them
     assert reach["mixed δ=0"]["fraction"] == pytest.approx(reach["random"]["fraction"])  # same draw
     # δ = 0.5: the 6 positions with the most W0 energy are taken, the other 6 drawn at random
     by_energy = spectra.top_positions(spectra.energy(basis, w0), n // 2)
@@ -88,7 +94,7 @@ def test_gaussian_update_compacts_like_the_gaussian_tail_and_random_positions_re
     from scipy import integrate, stats
 
     basis = get_basis(basis_name)
-    shape = (96, 128)
+    shape = _shape_for(basis, (96, 128), (128, 128))
     total = shape[0] * shape[1]
     e = spectra.energy(basis, randn(*shape, seed=7))
     for share in (0.01, 0.1, 0.5):
@@ -171,9 +177,23 @@ def test_shapes_a_basis_cannot_take_and_selectors_that_need_more_than_w0_are_ski
         assert ((basis_name, odd) in analysed) == supports(basis, (15, 16))
         if not supports(basis, (15, 16)):
             assert any(basis_name in note and odd in note for note in result.notes)
-    # every W0-only selector (with δ on the grid) appears for every analysed basis and layer
-    expected = {s for s in list_selectors()}
+    # every selector that can choose from W0 alone appears; each other one is skipped with a note
+    from spectral_peft import SpectralConfig
+    from spectral_peft.selection import choose_positions
+
+    def chooses_from_w0(selector):
+        layer = torch.nn.Linear(24, 16, bias=False)
+        try:
+            choose_positions(None, {NAME: layer}, SpectralConfig(basis="dct", selector=selector, n=8))
+        except (ValueError, FileNotFoundError):
+            return False
+        return True
+
+    expected = {s for s in list_selectors() if chooses_from_w0(s)}
+    assert {"energy", "random", "mixed"} <= expected
     assert {r["selector"] for r in result.reachable} == expected
+    for skipped in set(list_selectors()) - expected:
+        assert any(note.startswith(f"selector {skipped}") for note in result.notes)
 
 
 def test_analysis_is_deterministic_and_rows_are_consistent():

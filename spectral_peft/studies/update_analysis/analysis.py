@@ -4,7 +4,7 @@ positions each selector picks from W0 can reach, and whether W0's energy ranking
 
 Only tensors go in (W0 and ΔW per layer name) and plain rows come out, so the analysis reruns on
 stored updates without a model. Bases come from :func:`spectral_peft.list_bases`, selectors from
-:func:`spectral_peft.list_selectors`; positions are chosen by :func:`spectral_peft.inject.select_positions`,
+:func:`spectral_peft.list_selectors`; positions are chosen by :func:`spectral_peft.selection.choose_positions`,
 the very call :func:`spectral_peft.inject` makes, so they are the positions a trained adapter with
 the same seed gets.
 """
@@ -81,7 +81,7 @@ def selector_label(selector: str, delta: float | None) -> str:
 
 
 def _gaussian_like(delta: torch.Tensor, seed: int, name: str) -> torch.Tensor:
-    from spectral_peft.inject import layer_seed
+    from spectral_peft.selection import layer_seed
 
     gen = torch.Generator().manual_seed(layer_seed(seed, f"gaussian:{name}"))
     g = torch.randn(delta.shape, generator=gen, dtype=torch.float64)
@@ -104,7 +104,7 @@ def analyse_update(w0: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor],
     Gaussian contrast. Matrices: ``delta`` (ΔW), ``w0``, ``gaussian`` (ΔW's shape and norm).
     """
     from spectral_peft import SpectralConfig, get_basis, list_bases, list_selectors
-    from spectral_peft.inject import select_positions
+    from spectral_peft.selection import choose_positions
 
     if set(w0) != set(deltas):
         raise ValueError(f"W0 and ΔW name different layers: {sorted(set(w0) ^ set(deltas))}")
@@ -143,7 +143,8 @@ def analyse_update(w0: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor],
                 try:
                     cfg = SpectralConfig(basis=basis_name, basis_options=options, selector=selector, delta=delta,
                                          n=int(n), seed=int(seed))
-                    chosen[(n, selector, delta)] = select_positions(targets, cfg)
+                    # no model and no calibration data: selectors that need them raise and are skipped below
+                    chosen[(n, selector, delta)] = choose_positions(None, targets, cfg)
                 except Exception as err:  # a selector that needs more than W0 (data, a stored update, ...)
                     skipped_selectors.add((selector, delta))
                     result.notes.append(f"selector {selector_label(selector, delta)}: skipped, it cannot choose "
