@@ -5,6 +5,9 @@ quick: all-MiniLM-L6-v2 + TREC, 1200-example class-balanced train subset, 3 epoc
        query/value of the top two layers (layers 0-3 computed once and cached), one seed;
        each study in a few minutes on 2 CPU cores.
 full:  same model, dataset and adapter; the whole train split (3 epochs), three seeds.
+quick-llm: SmolLM2-135M-Instruct (a decoder) generating TREC's label text after a prompt, adapters
+       on q_proj/v_proj of the top two of its 30 blocks (the 28 below computed once and cached),
+       a small train subset and 1 epoch so that it stays affordable on 2 CPU cores.
 Both score the whole test split. Learning rates were tuned briefly on the dev split.
 """
 from __future__ import annotations
@@ -27,6 +30,10 @@ _COMMON = dict(
     references=["head", "lora"],
     data_seed=0,
     threads=1,
+    task="classify",
+    dtype="float32",
+    device="auto",
+    executor="local",
 )
 
 PRESETS: dict[str, dict] = {
@@ -80,5 +87,25 @@ PRESETS: dict[str, dict] = {
         lora_lr=3e-2,
         full_lr=1e-4,
         head_lr=3e-2,
+    ),
+    "quick-llm": dict(
+        _COMMON,
+        backbone="smollm2",
+        task="generate",
+        dataset=DEFAULT_DATASET,
+        seeds=[0],
+        train_size=320,
+        eval_size=100,
+        max_len=32,
+        epochs=1,
+        batch_size=16,
+        layers=[28, 29],
+        modules=["q_proj", "v_proj"],
+        n=576,
+        lr=5e-2,
+        lora_lr=3e-3,
+        full_lr=1e-5,
+        head_lr=0.0,
+        references=["lora"],
     ),
 }
