@@ -130,6 +130,8 @@ def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
                    help="slurm (default) submits to SLURM; local runs the jobs as subprocesses here through "
                    "submitit's local executor (tests, dry runs)")
     g.add_argument("--max-jobs", type=int, metavar="N", help="at most N SLURM jobs in flight (default: all at once)")
+    g.add_argument("--runs-per-job", type=int, metavar="N",
+                   help="runs per SLURM job: several short runs share one Python start-up and model load (default: 1)")
 
     g = p.add_argument_group("machinery")
     g.add_argument("--threads", type=int, help=f"torch CPU threads {_d('threads')}; 1 is also the fastest on a busy 2-core machine, and "

@@ -21,7 +21,7 @@ from .methods import build_model
 from .model import answer_ids, encode_generation, encode_texts, first_trainable_layer, load_backbone, pad_token_id
 from .train import GenerationTargets, TrainConfig, train_and_evaluate
 
-__all__ = ["StudySetup", "Workspace", "check_device", "execute_run", "failed_row", "resolve_device", "workspace"]
+__all__ = ["StudySetup", "Workspace", "check_device", "execute_run", "execute_runs", "failed_row", "resolve_device", "workspace"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -195,6 +195,11 @@ def execute_run(setup: StudySetup, run: dict, progress=None) -> dict:
         return row
     except Exception:  # one failed run must not lose the others
         return failed_row(run, traceback.format_exc(), time.perf_counter() - t0)
+
+
+def execute_runs(setup: StudySetup, runs: list[dict]) -> list[dict]:
+    """:func:`execute_run` for several runs in one worker (one SLURM job for several short runs)."""
+    return [execute_run(setup, run) for run in runs]
 
 
 def setup_from_config(cfg: dict, train: dict) -> StudySetup:

@@ -9,11 +9,13 @@ from .base import Executor, register_executor
 
 @register_executor("slurm")
 class SlurmExecutor(Executor):
-    """One submitit job per run, at most ``max_jobs`` in flight (0: all at once), in ``<out>/submitit``.
+    """One submitit job per ``runs_per_job`` runs, at most ``max_jobs`` jobs in flight (0: all at once).
 
-    Options: ``slurm_partition``, ``slurm_time`` (minutes), ``slurm_account``, ``gpus_per_run``,
-    ``cpus_per_run``, ``max_jobs``. ``slurm_cluster="local"`` uses submitit's ``LocalExecutor`` (subprocesses on this machine, for
-    tests and dry runs).
+    Options: ``slurm_partition``, ``slurm_time`` (minutes per job), ``slurm_account``,
+    ``gpus_per_run``, ``cpus_per_run``, ``max_jobs``, ``runs_per_job`` (several short runs per job
+    save the start-up of a Python process with torch and transformers, and the model load).
+    ``slurm_cluster="local"`` uses submitit's ``LocalExecutor`` (subprocesses on this machine, for
+    tests and dry runs). Job logs and pickles go to ``<out>/submitit``.
     """
 
     def __init__(self, cfg: dict | None = None):
@@ -27,13 +29,14 @@ class SlurmExecutor(Executor):
         self.time_min = int(c.get("slurm_time") or 60)
         self.gpus_per_run, self.cpus_per_run = int(c.get("gpus_per_run") or 0), int(c.get("cpus_per_run") or 1)
         self.max_jobs, self.poll_s = int(c.get("max_jobs") or 0), 0.5
+        self.runs_per_job = max(1, int(c.get("runs_per_job") or 1))
 
     def describe(self):
         import submitit
 
         return {"name": self.name, "cluster": self.cluster, "partition": self.partition, "time_min": self.time_min,
                 "gpus_per_run": self.gpus_per_run, "cpus_per_run": self.cpus_per_run, "account": self.account,
-                "max_jobs": self.max_jobs, "folder": str(self.folder), "submitit": submitit.__version__}
+                "max_jobs": self.max_jobs, "runs_per_job": self.runs_per_job, "folder": str(self.folder), "submitit": submitit.__version__}
 
     def _executor(self):
         try:
@@ -57,28 +60,33 @@ class SlurmExecutor(Executor):
         return ex
 
     def map(self, fn, setup, runs, on_step=None):
-        from ..job import failed_row
+        from ..job import execute_runs, failed_row
 
         ex = self._executor()
-        queue = list(runs)
+        runs = list(runs)
+        queue = [runs[i:i + self.runs_per_job] for i in range(0, len(runs), self.runs_per_job)]
+        single = self.runs_per_job == 1
         running: list = []
         try:
             while queue or running:
                 while queue and (not self.max_jobs or len(running) < self.max_jobs):
-                    run = queue.pop(0)
-                    running.append((ex.submit(fn, setup, run), run))
-                finished = [(job, run) for job, run in running if job.done()]
+                    chunk = queue.pop(0)
+                    job = ex.submit(fn, setup, chunk[0]) if single else ex.submit(execute_runs, setup, chunk)
+                    running.append((job, chunk))
+                finished = [(job, chunk) for job, chunk in running if job.done()]
                 if not finished:
                     time.sleep(self.poll_s)
                     continue
-                for job, run in finished:
-                    running.remove((job, run))
+                for job, chunk in finished:
+                    running.remove((job, chunk))
                     try:
-                        row = job.result()
+                        result = job.result()
+                        rows = [result] if single else result
                     except Exception as e:  # the job failed, was killed or timed out
-                        row = failed_row(run, f"{e}\n(job {job.job_id}; logs in {job.paths.folder})\n"
-                                              f"{type(e).__name__}: job {job.job_id} did not return a row")
-                    yield run, row
+                        text = (f"{e}\n(job {job.job_id}; logs in {job.paths.folder})\n"
+                                f"{type(e).__name__}: job {job.job_id} did not return its rows")
+                        rows = [failed_row(run, text) for run in chunk]
+                    yield from zip(chunk, rows)
         finally:
             for job, _ in running:
                 try:
