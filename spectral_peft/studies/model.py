@@ -230,6 +230,10 @@ def _smollm2_folder() -> Path:
         tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=SMOLLM2_GGUF)
         model = AutoModelForCausalLM.from_pretrained(package, gguf_file=SMOLLM2_GGUF)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    # the weights are plain dequantized tensors now; only the loader's GGUF marker forbids saving
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     try:
