@@ -388,8 +388,9 @@ def _parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
 class TaskModel(nn.Module):
     """A backbone with a task on top: ``classify`` (pooled states -> linear head) or ``generate``.
 
-    ``forward(ids, mask)`` returns logits: (batch, labels) for classify, (batch, tokens, vocab) for
-    generate. :meth:`hidden_at` / :meth:`forward_from` split that forward at any block.
+    ``forward(ids, mask)`` returns the logits (batch, labels) for classify, the final hidden states
+    (batch, tokens, hidden) for generate; :meth:`loss` turns either into the training loss.
+    :meth:`hidden_at` / :meth:`forward_from` split that forward at any block.
     """
 
     def __init__(self, backbone: nn.Module, num_labels: int, *, kind: str = "encoder", task: str = "classify"):
@@ -478,8 +479,11 @@ class TaskModel(nn.Module):
                 setattr(parent, attr, blocks)
 
     def head_logits(self, features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Classify: logits (batch, labels) of the pooled states. Generate: ``features`` unchanged, since
+        :meth:`loss` applies the LM head only where an answer token is predicted (a vocabulary-wide
+        head on every prompt position would cost more than the adapted blocks)."""
         if self.task == "generate":
-            return self.backbone.get_output_embeddings()(features).float()
+            return features
         if self.kind == "decoder":  # last real token, wherever the padding is
             positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
             last = (attention_mask * positions).argmax(1)
@@ -490,19 +494,21 @@ class TaskModel(nn.Module):
         return self.head(pooled.float())
 
     def forward_from(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
-        """Logits, running blocks ``layer..`` on ``hidden`` (from :meth:`hidden_at`)."""
+        """:meth:`forward`'s output, running blocks ``layer..`` on ``hidden`` (from :meth:`hidden_at`)."""
         return self.head_logits(self.features_from(hidden, attention_mask, layer), attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head_logits(self._run_base(input_ids, attention_mask), attention_mask)
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy: on the labels (classify), or next-token on the answer tokens (generate;
-        ``targets`` holds the token ids of the answer and -100 elsewhere)."""
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy: of the logits on the labels (classify), or next-token on the answer tokens
+        (generate: ``outputs`` are the final hidden states, ``targets`` the answer's token ids and
+        -100 elsewhere; position t predicts token t + 1)."""
         if self.task == "generate":
-            return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets[:, 1:].flatten(),
-                                               ignore_index=-100, reduction=reduction)
-        return nn.functional.cross_entropy(logits, targets, reduction=reduction)
+            answer = targets[:, 1:] != -100
+            logits = self.backbone.get_output_embeddings()(outputs[:, :-1][answer]).float()
+            return nn.functional.cross_entropy(logits, targets[:, 1:][answer], reduction=reduction)
+        return nn.functional.cross_entropy(outputs, targets, reduction=reduction)
 
 
 def first_trainable_layer(model: TaskModel) -> int | None:

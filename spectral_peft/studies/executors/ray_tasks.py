@@ -18,6 +18,10 @@ class RayExecutor(Executor):
 
     def __init__(self, cfg: dict | None = None):
         super().__init__(cfg)
+        try:
+            import ray  # noqa: F401
+        except ImportError as e:
+            raise ImportError("--executor ray needs Ray: pip install 'spectral_peft[cluster]'") from e
         self.address = self.cfg.get("ray_address")
         self.cpus_per_run = float(self.cfg.get("cpus_per_run") or 1)
         self.gpus_per_run = float(self.cfg.get("gpus_per_run") or 0)
@@ -30,10 +34,8 @@ class RayExecutor(Executor):
                 "gpus_per_run": self.gpus_per_run, "ray": ray.__version__}
 
     def map(self, fn, setup, runs, on_step=None):
-        try:
-            import ray
-        except ImportError as e:
-            raise ImportError("--executor ray needs Ray: pip install 'spectral_peft[cluster]'") from e
+        import ray
+
         started = False
         if not ray.is_initialized():
             if self.address:

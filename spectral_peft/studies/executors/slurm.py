@@ -20,6 +20,10 @@ class SlurmExecutor(Executor):
 
     def __init__(self, cfg: dict | None = None):
         super().__init__(cfg)
+        try:
+            import submitit  # noqa: F401
+        except ImportError as e:
+            raise ImportError("--executor slurm needs submitit: pip install 'spectral_peft[cluster]'") from e
         c = self.cfg
         self.cluster = c.get("slurm_cluster") or "slurm"
         if self.cluster not in ("slurm", "local"):
@@ -39,10 +43,8 @@ class SlurmExecutor(Executor):
                 "max_jobs": self.max_jobs, "runs_per_job": self.runs_per_job, "folder": str(self.folder), "submitit": submitit.__version__}
 
     def _executor(self):
-        try:
-            import submitit
-        except ImportError as e:
-            raise ImportError("--executor slurm needs submitit: pip install 'spectral_peft[cluster]'") from e
+        import submitit
+
         if self.cluster == "local":
             ex = submitit.LocalExecutor(folder=self.folder / "%j")
             ex.update_parameters(timeout_min=self.time_min, gpus_per_node=self.gpus_per_run)
