@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from spectral_peft import get_basis, list_bases  # noqa: E402
-from spectral_peft.fastpath import AdapterPlan, factorization_for  # noqa: E402
+from spectral_peft.fastpath import AdapterPlan  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ref_inv = _median_time(refs[1], repeats) if refs else None
             n = min(size * size, 1000)
             positions = torch.randperm(size * size, generator=torch.Generator().manual_seed(1))[:n]
-            factorization = factorization_for(basis, size, size, positions)
+            factorization = basis.factorization(size, size, positions)
             fast = None
             if factorization is not None:
                 plan = AdapterPlan(factorization, n, w.device, w.dtype)

@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bases import SpectralBasis
-from .fastpath.factorization import factorization_for
-from .fastpath.functions import DenseLinear, MergedLinear, SparseLinear
+from .distributed import add_to_parameter, full_tensor, is_sharded
+from .fastpath.functions import DenseLinear, MergedLinear, SparseLinear, sparse_delta_output
 from .fastpath.plan import ROUTES, AdapterPlan, choose_route
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def linear_weight_shape(layer: nn.Module) -> tuple[int, int]:
@@ -52,17 +54,27 @@ class SpectralAdapter(nn.Module):
         positions: flat indices (row-major into out × in) of the n trainable coefficients.
         alpha: the scale α.
 
-    The coefficients are float32 for float32/float16/bfloat16 weights (float64 for float64); ΔW is
-    computed in that precision and
-    cast to the activation dtype for the forward pass, and to the weight dtype for merging.
+    Precision: the coefficients are float32 for float32/float16/bfloat16 weights (float64 for
+    float64), and *stay* float32 when the model is cast to half precision after injection
+    (``model.to(torch.bfloat16)``, ``model.half()``): an optimizer step of lr·g on a coefficient is
+    lost to bfloat16 rounding far more often than on a float32 one, and n coefficients cost nothing
+    to keep precise (peft keeps its adapters in float32 for the same reason). ΔW, the 1-D transforms
+    and the coefficient gradients are computed in the coefficients' precision; the frozen layer's
+    own matmuls run in the autocast dtype inside ``torch.autocast``, else in the activations' dtype,
+    exactly as the plain layer would. Casting to float64 casts the coefficients too.
 
     Attributes:
         route: how the forward/backward pass is computed: ``"auto"`` (default), ``"reference"``,
             ``"dense"``, ``"merged"`` or ``"sparse"`` (see :mod:`spectral_peft.fastpath.plan`). Set it
             on an instance, or on the class for every adapter; :func:`spectral_peft.set_route` sets
-            it on every adapter of a model. The fast routes need float32/float64 activations in
-            the weight's dtype and an ``nn.Linear``/``Conv1D`` base; ``"auto"`` falls back to
-            ``"reference"`` otherwise.
+            it on every adapter of a model. The fast routes need an ``nn.Linear``/``Conv1D`` base
+            and activations on its device (in its dtype, or any dtype under autocast); ``"auto"``
+            falls back to ``"reference"`` otherwise. Under ``torch.compile``, ``"auto"`` takes
+            ``"traced"`` (the sparse product in plain torch ops) so that the compiler sees no
+            custom Function and no Python-side cache.
+
+    The basis's factorization (its fast structure) is built once, here at injection, and again
+    after the positions change or the module moves to another device or precision.
     """
 
     route: str = "auto"
@@ -93,8 +105,10 @@ class SpectralAdapter(nn.Module):
         self.merged = False
         self._cache: tuple | None = None  # (key, ΔW) for the reference route
         self._weight_cache: tuple | None = None  # (key, W0 + ΔW) for inference
-        self._plan_cache: tuple | None = None  # (key, AdapterPlan | None)
+        self._plan: AdapterPlan | None = None
+        self._plan_key: tuple | None = None
         self.last_route: str | None = None  # the route the last forward pass took (diagnostics)
+        self.plan()
 
     @property
     def n(self) -> int:
@@ -138,25 +152,58 @@ class SpectralAdapter(nn.Module):
         weight = self.base_layer.weight
         return weight.T if self.fan_in_fan_out else weight
 
-    def plan(self, device=None, dtype=None) -> AdapterPlan | None:
-        """The basis's factorization for this adapter (None if the basis has none: dense route only)."""
-        device = self.positions.device if device is None else device
-        dtype = self.coefficients.dtype if dtype is None else dtype
-        key = (self.positions.data_ptr(), self.positions._version, device, dtype, id(self.basis))
-        if self._plan_cache is None or self._plan_cache[0] != key:
-            factorization = factorization_for(self.basis, self.out_features, self.in_features, self.positions)
-            plan = None if factorization is None else AdapterPlan(factorization, self.n, device, dtype)
-            self._plan_cache = (key, plan)
-        return self._plan_cache[1]
+    def plan(self) -> AdapterPlan | None:
+        """The basis's factorization for this adapter (None if it has none: dense route only).
+
+        Rebuilt when the positions, the device or the coefficients' dtype changed; inside a
+        ``torch.compile`` trace the plan built before tracing is used as it is.
+        """
+        if torch.compiler.is_compiling():
+            return self._plan
+        device, dtype = self.positions.device, self.coefficients.dtype
+        key = (id(self.positions), self.positions._version, device, dtype, id(self.basis))
+        if self._plan_key != key:
+            factorization = self.basis.factorization(self.out_features, self.in_features, self.positions.cpu())
+            self._plan = None if factorization is None else AdapterPlan(factorization, self.n, device, dtype)
+            self._plan_key = key
+        return self._plan
+
+    def _apply(self, fn, recurse=True):
+        """``Module._apply`` (``.to``, ``.half()``, ``.cuda()`` ...), keeping half-precision coefficients float32.
+
+        A cast to float16/bfloat16 leaves the coefficients (and their gradient) in float32, with
+        their exact values; the fast-route plan is rebuilt for the new device/precision.
+        """
+        before = self.coefficients.data
+        grad_before = self.coefficients.grad
+        super()._apply(fn, recurse)
+        after = self.coefficients
+        if after.dtype in _HALF and before.dtype not in _HALF:
+            after.data = before.to(device=after.device)
+            if grad_before is not None:
+                after.grad = grad_before.to(device=after.device)
+        self.clear_cache()
+        self.plan()
+        return self
 
     def _fast_ok(self, x: torch.Tensor) -> bool:
         base = self.base_layer
+        weight = base.weight
         return (
             (type(base) is nn.Linear or self.fan_in_fan_out)
-            and x.dtype == base.weight.dtype == self.coefficients.dtype
-            and x.device == base.weight.device
+            and x.is_floating_point()
+            and x.device == weight.device
             and x.shape[-1] == self.in_features
+            and (x.dtype == weight.dtype or torch.is_autocast_enabled(x.device.type))
         )
+
+    @staticmethod
+    def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+        """The dtype the frozen layer's matmul runs in: autocast's, else the activations'."""
+        device_type = x.device.type
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+        return x.dtype
 
     def route_for(self, x: torch.Tensor) -> str:
         """The route ``forward(x)`` takes: the forced one, or the ``"auto"`` choice for this input."""
@@ -169,10 +216,11 @@ class SpectralAdapter(nn.Module):
         if route != "auto":
             if not fast_ok:
                 raise TypeError(
-                    f"route {route!r} needs an nn.Linear/Conv1D base and activations in the weight's and "
-                    f"coefficients' dtype ({self.coefficients.dtype}), got {x.dtype}; use route='auto' or 'reference'"
+                    f"route {route!r} needs an nn.Linear/Conv1D base and activations on its device in the "
+                    f"weight's dtype ({self.base_layer.weight.dtype}) or under autocast, got {x.dtype} on "
+                    f"{x.device}; use route='auto' or 'reference'"
                 )
-            if route in ("merged", "sparse") and self.plan(x.device) is None:
+            if route in ("merged", "sparse", "traced") and self.plan() is None:
                 raise ValueError(
                     f"route {route!r} needs a factorization of basis {self.basis.name!r}, which has none; "
                     "use 'dense' (or 'auto')"
@@ -184,12 +232,14 @@ class SpectralAdapter(nn.Module):
         base_trains = grad and (base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad))
         if not fast_ok:
             return "reference"
+        plan = self.plan()
+        if torch.compiler.is_compiling():  # no custom Function, no cache keyed by data pointers
+            return "reference" if plan is None else "traced"
         if not needs_coefficient_grad and not base_trains:
             return "cached"
         if not needs_coefficient_grad:
             return "dense"
         tokens = x.numel() // max(self.in_features, 1)
-        plan = self.plan(x.device)
         grad_input = grad and x.requires_grad
         if plan is None:
             return choose_route(tokens, self.out_features, self.in_features, grad_input, None)
@@ -199,19 +249,25 @@ class SpectralAdapter(nn.Module):
         if self.merged:
             return self.base_layer(x)
         route = self.route_for(x)
-        self.last_route = route
+        if not torch.compiler.is_compiling():
+            self.last_route = route
         if route == "reference":
             return self.base_layer(x) + F.linear(x, self._delta_for_forward(x.dtype))
         bias = self.base_layer.bias
         if route == "cached":
             return F.linear(x, self.effective_weight(), bias)
+        if route == "traced":
+            y = self.base_layer(x)
+            return y + sparse_delta_output(x, self.coefficients, self._plan, self.alpha).to(y.dtype)
         self._weight_cache = None  # training again: do not hold a weight-sized copy from inference
         weight = self.base_weight()
+        dtype = self._compute_dtype(x)
         if route == "dense":
-            return DenseLinear.apply(x, weight, bias, self.delta_weight(), self._delta_no_grad)
+            return DenseLinear.apply(x, weight, bias, self.delta_weight(), self._delta_no_grad, dtype)
+        plan = self.plan()
         if route == "merged":
-            return MergedLinear.apply(x, weight, bias, self.coefficients, self.plan(x.device), self.alpha, self._delta_no_grad)
-        return SparseLinear.apply(x, weight, bias, self.coefficients, self.plan(x.device), self.alpha)
+            return MergedLinear.apply(x, weight, bias, self.coefficients, plan, self.alpha, self._delta_no_grad, dtype)
+        return SparseLinear.apply(x, weight, bias, self.coefficients, plan, self.alpha, dtype)
 
     @torch.no_grad()
     def _delta_no_grad(self) -> torch.Tensor:
@@ -251,11 +307,17 @@ class SpectralAdapter(nn.Module):
         self._weight_cache = None
 
     @torch.no_grad()
-    def merge(self) -> None:
-        """W0 ← W0 + ΔW (the forward pass then costs exactly what the base layer costs)."""
+    def merge(self, safe_merge: bool = False) -> None:
+        """W0 ← W0 + ΔW (the forward pass then costs exactly what the base layer costs).
+
+        With ``safe_merge`` (peft's name) the merged weight is checked first and ``ValueError`` is
+        raised, leaving W0 unchanged, if ΔW or W0 + ΔW has a NaN or infinite entry. On a resharded
+        FSDP2 layer the coefficients are gathered and each rank updates its own shard (use
+        :func:`~spectral_peft.merge_and_unload`, which reshards first).
+        """
         if self.merged:
             raise RuntimeError("adapter is already merged; call unmerge() first")
-        self._add_to_weight(self.delta_weight())
+        self._add_to_weight(self._delta_for_merge(), require_finite=safe_merge)
         self.clear_cache()
         self.merged = True
 
@@ -264,16 +326,22 @@ class SpectralAdapter(nn.Module):
         """W0 ← W0 − ΔW (exact up to the rounding of the weight dtype)."""
         if not self.merged:
             raise RuntimeError("adapter is not merged")
-        self._add_to_weight(-self.delta_weight())
+        self._add_to_weight(-self._delta_for_merge())
         self.clear_cache()
         self.merged = False
 
-    def _add_to_weight(self, delta: torch.Tensor) -> None:
-        weight = self.base_layer.weight
-        if self.fan_in_fan_out:
-            delta = delta.T
-        compute = torch.promote_types(weight.dtype, torch.float32)
-        weight.copy_((weight.to(compute) + delta.to(device=weight.device, dtype=compute)).to(weight.dtype))
+    def _delta_for_merge(self) -> torch.Tensor:
+        """:meth:`delta_weight`, with the coefficients all-gathered first if they are sharded."""
+        if not is_sharded(self.coefficients):
+            return self.delta_weight()
+        coefficients = full_tensor(self.coefficients)
+        dense = coefficients.new_zeros(self.out_features * self.in_features).index_put((self.positions,), coefficients)
+        return self.alpha * self.basis.inverse(dense.view(self.out_features, self.in_features))
+
+    def _add_to_weight(self, delta: torch.Tensor, require_finite: bool = False) -> None:
+        if require_finite and not torch.isfinite(delta).all():
+            raise ValueError("ΔW contains NaN or inf entries (non-finite coefficients?); the weight was left unchanged")
+        add_to_parameter(self.base_layer.weight, delta.T if self.fan_in_fan_out else delta, require_finite)
 
     def extra_repr(self) -> str:
         return (

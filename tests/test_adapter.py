@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -144,3 +146,67 @@ def test_transformers_conv1d_weight_is_stored_transposed():
     torch.testing.assert_close(adapted, x @ (layer.weight + adapter.delta_weight().detach().T) + layer.bias)
     adapter.merge()
     torch.testing.assert_close(layer(x), adapted, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("basis", list_bases())
+def test_hf_trainer_bf16_trains_a_tiny_model(basis, tmp_path):
+    """``TrainingArguments(bf16=True)`` with a Hugging Face Trainer: the adapters run under autocast
+    (their outputs are bfloat16), the loss stays finite and the float32 coefficients train.
+
+    (fp16 on a CPU: transformers trains in float32 without autocast, so fp16 is covered by
+    ``torch.autocast(dtype=float16)`` and ``model.half()`` in test_fastpath.py and below.)"""
+    transformers = pytest.importorskip("transformers")
+    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=16, num_labels=3)
+    model = BertForSequenceClassification(config)
+    inject(model, make_config(basis, "random", target_modules=["query", "value", "intermediate.dense"], n=20))
+    gen = torch.Generator().manual_seed(1)
+    data = [
+        {"input_ids": torch.randint(0, 60, (8,), generator=gen), "labels": int(torch.randint(0, 3, (), generator=gen))}
+        for _ in range(16)
+    ]
+    seen = []
+    adapter = next(iter(adapters(model).values()))
+    adapter.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    before = {name: a.coefficients.detach().clone() for name, a in adapters(model).items()}
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=8, learning_rate=1e-2,
+        use_cpu=True, report_to=[], save_strategy="no", logging_steps=1, seed=0, bf16=True,
+        disable_tqdm=True,
+    )
+    result = Trainer(model=model, args=args, train_dataset=data).train()
+    assert seen and all(d == torch.bfloat16 for d in seen)
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    for name, a in adapters(model).items():
+        assert a.coefficients.dtype == torch.float32
+        assert not torch.equal(a.coefficients.detach(), before[name]), name
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("basis", list_bases())
+def test_model_cast_to_half_after_inject_trains_on_every_route(basis, dtype):
+    """``model.to(half)`` after ``inject``: a few AdamW steps on every route, float32 coefficients."""
+    from spectral_peft import set_route
+
+    for route in ("auto", "reference", "dense", "merged", "sparse", "traced"):
+        model = inject(TinyNet(), make_config(basis, "random"))
+        if route in ("merged", "sparse", "traced") and model.up.plan() is None:
+            continue
+        model.to(dtype)
+        set_route(model, route)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        x = tiny_input(dtype=dtype)
+        with torch.no_grad():
+            target = TinyNet(seed=9)(tiny_input()).to(dtype)
+        losses = []
+        for _ in range(2):
+            optimizer.zero_grad()
+            loss = (model(x) - target).float().pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        assert model.up.coefficients.dtype == torch.float32 and model.up.coefficients.grad.dtype == torch.float32
+        assert all(map(math.isfinite, losses)) and losses[-1] < losses[0], (route, losses)

@@ -28,22 +28,60 @@ from spectral_peft import (
     set_route,
     unregister_basis,
 )
-from spectral_peft.fastpath import ROUTES, factorization_for
+from spectral_peft import operators
+from spectral_peft.factorization import separable
+from spectral_peft.fastpath import ROUTES
 from spectral_peft.fastpath.plan import choose_route
 from tests.conftest import randn, seeds, shapes_for
 
+
+class HartleyRowsCosineColumns(SpectralBasis):
+    """A basis written as the SpectralBasis docstring says, outside the package: C = H_M W D_Nᵀ.
+
+    The DHT along the rows and the DCT-II along the columns, dense transforms and fast route both
+    from the public operators; nothing else is declared.
+    """
+
+    def _forward(self, weight):
+        rows, cols = weight.shape[-2:]
+        return operators.cosine(cols).coefficients(operators.hartley(rows).coefficients(weight, dim=-2), dim=-1)
+
+    def _inverse(self, coefficients):
+        rows, cols = coefficients.shape[-2:]
+        return operators.hartley(rows).synthesize(operators.cosine(cols).synthesize(coefficients, dim=-1), dim=-2)
+
+    def factorization(self, rows, cols, positions):
+        return separable(operators.hartley(rows), operators.cosine(cols), positions)
+
+
+def _builtin_subclass(name):
+    """An unregistered subclass of a built-in basis that changes nothing: it inherits the fast route."""
+    return type(f"Sub{type(get_basis(name)).__name__}", (type(get_basis(name)),), {})
+
+
 BASES = list_bases()
-# Non-default options whose fast paths differ from the defaults'.
-VARIANTS = [(name, {}) for name in BASES] + [
-    ("dft", {"fourierft_compat": True}),
-    ("wavelet", {"wavelet": "haar", "level": 1}),
-    ("wavelet", {"wavelet": "sym3"}),
-]
-VARIANT_IDS = [f"{n}{'-' + '-'.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for n, o in VARIANTS]
+# Non-default options whose fast paths differ from the defaults', and a basis defined here.
+VARIANTS = (
+    [(name, {}) for name in BASES]
+    + [
+        ("dft", {"fourierft_compat": True}),
+        ("wavelet", {"wavelet": "haar", "level": 1}),
+        ("wavelet", {"wavelet": "sym3"}),
+    ]
+    + [(HartleyRowsCosineColumns, {})]
+)
+
+
+def _variant_id(name, options):
+    label = name if isinstance(name, str) else name.__name__
+    return f"{label}{'-' + '-'.join(f'{k}={v}' for k, v in options.items()) if options else ''}"
+
+
+VARIANT_IDS = [_variant_id(n, o) for n, o in VARIANTS]
 
 
 def _routes(adapter) -> list[str]:
-    return ["dense"] + (["merged", "sparse"] if adapter.plan() is not None else [])
+    return ["dense"] + (["merged", "sparse", "traced"] if adapter.plan() is not None else [])
 
 
 def _make(basis, shape, n, seed, dtype=torch.float64, bias=True, alpha=1.3):
@@ -113,7 +151,7 @@ def _assert_same(actual, expected, tol=1e-9, what=""):
 @pytest.fixture(params=VARIANTS, ids=VARIANT_IDS, scope="module")
 def basis(request):
     name, options = request.param
-    return get_basis(name, **options)
+    return get_basis(name, **options) if isinstance(name, str) else name(**options)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,7 +162,7 @@ def test_factorization_equals_inverse(basis, data, seed):
     rows, cols = data.draw(shapes_for(basis, max_side=14), label="shape")
     n = data.draw(st.integers(1, rows * cols), label="n")
     positions = torch.randperm(rows * cols, generator=torch.Generator().manual_seed(seed))[:n]
-    factorization = factorization_for(basis, rows, cols, positions)
+    factorization = basis.factorization(rows, cols, positions)
     if factorization is None:
         return
     c = randn(n, seed=seed)
@@ -309,34 +347,38 @@ def test_basis_without_factorization_falls_back_to_dense():
         unregister_basis("test_no_fast_path")
 
 
-class _Hooked(SpectralBasis):
-    """Identity with its fast path given by the optional ``sparse_factorization`` hook."""
-
-    calls = 0
-
-    def _forward(self, weight):
-        return weight.clone()
-
-    def _inverse(self, coefficients):
-        return coefficients.clone()
-
-    def sparse_factorization(self, rows, cols, positions):
-        from spectral_peft.fastpath import IdentityOp, separable
-
-        type(self).calls += 1
-        return separable(IdentityOp(rows), IdentityOp(cols), positions)
+def test_every_builtin_basis_and_its_subclasses_and_a_user_basis_have_a_fast_route():
+    """Every registered basis declares a factorization; subclasses inherit it (no exact-class lookup)."""
+    for name in BASES:
+        for basis in (get_basis(name), _builtin_subclass(name)()):
+            adapter = _make(basis, (8, 16), 10, seed=0)
+            assert adapter.plan() is not None, f"{basis!r} takes the dense route"
+    assert _make(HartleyRowsCosineColumns(), (6, 9), 8, seed=0).plan() is not None
 
 
-def test_basis_hook_provides_the_fast_path():
-    register_basis("test_hooked")(_Hooked)
+@pytest.mark.parametrize("name", BASES)
+def test_subclass_of_a_registered_basis_inherits_every_route(name):
+    subclass = _builtin_subclass(name)
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(get_basis(name), s))
+    adapter = _make(subclass(), shape, 11, seed=5)
+    x, g = randn(2, 3, shape[1], seed=6), randn(2, 3, shape[0], seed=7)
+    expected = _reference(adapter, x, g)
+    for route in _routes(adapter) + ["auto"]:
+        _assert_same(_run(adapter, x, g, route), expected, what=f"{subclass.__name__} {route}")
+    assert "sparse" in _routes(adapter)
+
+
+def test_user_basis_takes_the_sparse_route_under_auto():
+    """A basis from this file (transforms + a factorization of public operators) trains on a fast route."""
+    register_basis("test_hartley_cosine")(HartleyRowsCosineColumns)
     try:
-        adapter = _make(get_basis("test_hooked"), (6, 9), 8, seed=0)
-        assert adapter.plan() is not None and _Hooked.calls >= 1
+        adapter = _make(get_basis("test_hartley_cosine"), (6, 9), 8, seed=0)
         x, g = randn(4, 9, seed=1), randn(4, 6, seed=2)
-        for route in ("merged", "sparse"):
-            _assert_same(_run(adapter, x, g, route), _reference(adapter, x, g), what=route)
+        adapter.route = "auto"
+        _assert_same(_run(adapter, x, g), _reference(adapter, x, g), what="auto")
+        assert adapter.last_route in ("sparse", "merged")
     finally:
-        unregister_basis("test_hooked")
+        unregister_basis("test_hartley_cosine")
 
 
 @pytest.mark.parametrize("route", ["merged", "sparse"])
@@ -384,3 +426,148 @@ def test_adapters_sharing_one_input():
     for route in ("merged", "sparse", "dense"):
         for a, e in zip(grads[route], grads["reference"]):
             torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9)
+
+
+def test_worked_example_in_the_spectral_basis_docstring_runs_and_is_fast():
+    """The contract's worked example (SpectralBasis docstring) registers a basis with a fast route."""
+    import textwrap
+
+    doc = SpectralBasis.__doc__
+    block = doc[doc.index("complete with its fast route::") :].split("::", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line.strip() and not line.startswith("        "):
+            break
+        lines.append(line)
+    namespace: dict = {}
+    exec(textwrap.dedent("\n".join(lines)), namespace)  # registers "dct_rows"
+    try:
+        basis = get_basis("dct_rows")
+        import scipy.fft
+
+        w = randn(6, 5, seed=3)
+        expected = torch.from_numpy(scipy.fft.dct(w.numpy(), axis=0, norm="ortho"))
+        torch.testing.assert_close(basis.forward(w), expected)
+        adapter = _make(basis, (6, 5), 7, seed=1)
+        assert adapter.plan() is not None
+        x, g = randn(3, 5, seed=4), randn(3, 6, seed=5)
+        for route in _routes(adapter):
+            _assert_same(_run(adapter, x, g, route), _reference(adapter, x, g), what=route)
+    finally:
+        unregister_basis("dct_rows")
+
+
+# ------------------------------------------------------------------------------------------------
+# Mixed precision: autocast and half-precision models, float32 coefficients, on every route
+# ------------------------------------------------------------------------------------------------
+HALF_TOL = {torch.bfloat16: 3e-2, torch.float16: 4e-3}
+
+
+@pytest.mark.parametrize("mode", ["autocast", "cast model"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_routes_in_half_precision_keep_float32_coefficients(basis, dtype, mode):
+    """Every route under ``torch.autocast`` and after ``adapter.to(half)``: y in the half dtype,
+    ∂L/∂c in float32, values and gradients equal to the float64 definition to half precision."""
+    import copy
+
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(basis, s))
+    adapter = _make(basis, shape, 11, seed=31, dtype=torch.float32)
+    x, g = randn(2, 3, shape[1], seed=32, dtype=torch.float32), randn(2, 3, shape[0], seed=33)
+    if mode == "cast model":
+        adapter.to(dtype)
+        x = x.to(dtype)
+        assert adapter.coefficients.dtype == torch.float32 and adapter.base_layer.weight.dtype == dtype
+    oracle = copy.deepcopy(adapter).double()  # the same (rounded) weights, float64 arithmetic
+    expected = _reference(oracle, x.double(), g)
+    for route in _routes(adapter) + ["reference", "auto"]:
+        adapter.route = route
+        adapter.coefficients.grad = None
+        xx = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=dtype, enabled=mode == "autocast"):
+            y = adapter(xx)
+        (y.double() * g).sum().backward()
+        assert y.dtype == dtype, route
+        assert xx.grad.dtype == x.dtype and adapter.coefficients.grad.dtype == torch.float32, route
+        actual = (y.double(), xx.grad.double(), adapter.coefficients.grad.double(), None, None)
+        _assert_same(actual, expected, tol=HALF_TOL[dtype], what=f"{mode} {dtype} route={route}")
+        if route in ("merged", "sparse"):
+            assert adapter.last_route == route  # the fast route itself ran, no fallback
+
+
+def test_casting_the_model_to_half_keeps_the_coefficients_exact_in_float32():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.GELU(), nn.Linear(16, 8))
+    inject(model, SpectralConfig(basis="dct", n=30, selector="random", target_modules=["0", "2"]))
+    adapter = model[0]
+    with torch.no_grad():
+        adapter.coefficients.normal_()
+    values = adapter.coefficients.detach().clone()
+    model.to(torch.bfloat16)
+    assert adapter.coefficients.dtype == torch.float32 and torch.equal(adapter.coefficients.detach(), values)
+    assert adapter.plan().dtype == torch.float32
+    model.half()
+    assert adapter.coefficients.dtype == torch.float32 and torch.equal(adapter.coefficients.detach(), values)
+    model.double()  # float64 is followed
+    assert adapter.coefficients.dtype == torch.float64 and adapter.plan().dtype == torch.float64
+
+
+# ------------------------------------------------------------------------------------------------
+# torch.compile
+# ------------------------------------------------------------------------------------------------
+def _compiled_case(name):
+    from tests.adapter_cases import TinyNet, make_config, randomize_coefficients
+
+    model = inject(TinyNet(), make_config(name, "random"))
+    randomize_coefficients(model)
+    return model
+
+
+def _forward_backward(model, x):
+    model.zero_grad()
+    y = model(x)
+    y.pow(2).sum().backward()
+    return y.detach(), [a.coefficients.grad.clone() for a in model.modules() if isinstance(a, SpectralAdapter)]
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_compile_has_no_graph_breaks_and_matches_eager(name):
+    """``torch._dynamo.explain`` of an injected model: one graph, no break, in training, in inference
+    and under autocast; the compiled model (dynamo + AOTAutograd, forward and backward) equals eager."""
+    import copy
+
+    import torch._dynamo
+    from tests.adapter_cases import tiny_input
+
+    torch._dynamo.reset()
+    model = _compiled_case(name)
+    x = tiny_input()
+    for context in (torch.enable_grad(), torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16)):
+        with context:
+            explanation = torch._dynamo.explain(model)(x)
+        assert explanation.graph_break_count == 0 and explanation.graph_count == 1, explanation.break_reasons
+    eager = copy.deepcopy(model)
+    compiled = torch.compile(model, backend="aot_eager")
+    for _ in range(2):  # the second call runs the cached graph
+        y, grads = _forward_backward(compiled, x)
+        y_eager, grads_eager = _forward_backward(eager, x)
+        torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-5)
+        for a, e in zip(grads, grads_eager):
+            torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * max(1.0, e.abs().max().item()))
+
+
+def test_compile_with_inductor_matches_eager():
+    """The default ``torch.compile`` (inductor) on one basis: forward and backward equal eager."""
+    import copy
+
+    import torch._dynamo
+    from tests.adapter_cases import tiny_input
+
+    torch._dynamo.reset()
+    model = _compiled_case("dht")
+    eager = copy.deepcopy(model)
+    x = tiny_input()
+    y, grads = _forward_backward(torch.compile(model), x)
+    y_eager, grads_eager = _forward_backward(eager, x)
+    torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-5)
+    for a, e in zip(grads, grads_eager):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * max(1.0, e.abs().max().item()))

@@ -1,8 +1,15 @@
-"""Selectors against oracles written with numpy / torch.randperm, plus properties and errors."""
+"""Selectors: properties every registered selector must have (parametrized over the registry and
+checked against what each declares), discovery of a new selector module, and oracles written with
+numpy / torch.randperm for the built-in ones."""
 
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,13 +34,87 @@ def build(name, delta=0.5):
     return get_selector(name, delta=delta) if name == "mixed" else get_selector(name)
 
 
-def test_registry_lists_the_three_selectors():
-    assert {"energy", "random", "mixed"} <= set(list_selectors())
-    assert list_selectors("m*") == ["mixed"]
+SELECTOR_NAMES = list_selectors()
+
+
+def _instances():
+    """Every registered selector with default options, plus the extremes of mixed's δ."""
+    cases = [(name, {}) for name in SELECTOR_NAMES] + [("mixed", {"delta": 0.0}), ("mixed", {"delta": 1.0})]
+    return [pytest.param(name, options, id=f"{name}{options or ''}") for name, options in cases]
+
+
+@pytest.mark.parametrize("name,options", _instances())
+@given(rows=st.integers(1, 9), cols=st.integers(1, 9), frac=st.floats(0, 1), seed=st.integers(0, 2**16))
+def test_every_selector_returns_n_sorted_unique_positions_reproducibly(name, options, rows, cols, frac, seed):
+    selector = get_selector(name, **options)
+    n = max(1, round(frac * rows * cols))
+    scores = scores_for((rows, cols), seed) if selector.needs_scores else None
+    chosen = selector.select(scores, (rows, cols), n, gen(seed))
+    assert chosen.dtype == torch.long and chosen.numel() == n
+    assert torch.equal(chosen, torch.sort(chosen).values)
+    assert chosen.unique().numel() == n
+    assert 0 <= chosen.min() and chosen.max() < rows * cols
+    assert torch.equal(chosen, selector.select(scores, (rows, cols), n, gen(seed)))  # same seed, same draw
+
+
+@pytest.mark.parametrize("name,options", _instances())
+def test_every_selector_honours_its_declared_inputs(name, options):
+    """needs_scores False: works without scores and ignores them; uses_generator False: ignores the seed."""
+    selector = get_selector(name, **options)
+    shape, n = (7, 11), 23
+    outputs = {
+        (score_seed, seed): selector.select(
+            scores_for(shape, score_seed) if selector.needs_scores else None, shape, n, gen(seed)
+        )
+        for score_seed in (0, 1) for seed in (0, 1, 2)
+    }
+    if not selector.needs_scores:
+        assert torch.equal(selector.select(scores_for(shape, 5), shape, n, gen(0)), outputs[(0, 0)])
+    else:  # scores matter: swapping in other scores changes the choice for these seeds
+        assert any(not torch.equal(outputs[(0, s)], outputs[(1, s)]) for s in (0, 1, 2))
+    if not selector.uses_generator:
+        assert all(torch.equal(outputs[(k, 0)], outputs[(k, s)]) for k in (0, 1) for s in (1, 2))
+    else:  # the generator matters: three seeds do not all give the same draw
+        assert not all(torch.equal(outputs[(0, 0)], outputs[(0, s)]) for s in (1, 2))
+
+
+@pytest.mark.parametrize("name", SELECTOR_NAMES)
+@pytest.mark.parametrize("n", [0, 13, -1])
+def test_every_selector_rejects_n_outside_one_to_mn(name, n):
+    with pytest.raises(ValueError, match=r"1 <= n <= M\*N = 3\*4 = 12"):
+        get_selector(name).select(scores_for((3, 4)), (3, 4), n, gen())
+
+
+def test_a_new_selector_module_is_discovered(tmp_path):
+    """Dropping one module with one decorator into the selectors package is all it takes."""
+    package = Path(__file__).resolve().parents[1] / "spectral_peft"
+    copy = tmp_path / "spectral_peft"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__", "studies"))
+    (copy / "selectors" / "every_other.py").write_text(textwrap.dedent("""
+        import torch
+        from .base import Selector, check_count
+        from .registry import register_selector
+
+        @register_selector("every_other")
+        class EveryOther(Selector):
+            needs_scores = False
+            uses_generator = False
+
+            def select(self, scores, shape, n, generator):
+                check_count(n, shape)
+                return torch.arange(0, 2 * n, 2) % (shape[0] * shape[1])
+    """))
+    code = "import spectral_peft.selectors as s; print(s.list_selectors())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert "'every_other'" in out.stdout and all(f"'{name}'" in out.stdout for name in SELECTOR_NAMES)
+
+
+def test_registry_pattern_filter():
+    assert list_selectors("m*") == [n for n in SELECTOR_NAMES if n.startswith("m")]
 
 
 def test_unknown_selector_lists_valid_names():
-    with pytest.raises(KeyError, match="energy, mixed, random"):
+    with pytest.raises(KeyError, match=", ".join(SELECTOR_NAMES)):
         get_selector("magnitude")
 
 
@@ -44,23 +125,6 @@ def test_duplicate_selector_name_is_an_error():
         class Again(Selector):
             def select(self, scores, shape, n, generator):
                 raise AssertionError
-
-
-@given(
-    rows=st.integers(1, 9),
-    cols=st.integers(1, 9),
-    frac=st.floats(0, 1),
-    seed=st.integers(0, 2**16),
-    name=st.sampled_from(["energy", "random", "mixed"]),
-    delta=st.floats(0, 1),
-)
-def test_output_is_sorted_unique_in_range_and_of_length_n(rows, cols, frac, seed, name, delta):
-    n = max(1, round(frac * rows * cols))
-    chosen = build(name, delta).select(scores_for((rows, cols), seed), (rows, cols), n, gen(seed))
-    assert chosen.dtype == torch.long and chosen.numel() == n
-    assert torch.equal(chosen, torch.sort(chosen).values)
-    assert chosen.unique().numel() == n
-    assert 0 <= chosen.min() and chosen.max() < rows * cols
 
 
 def test_energy_is_top_n_by_numpy_argsort():
@@ -132,13 +196,6 @@ def test_mixed_random_part_is_uniform_over_the_remaining_positions():
 def test_mixed_rejects_delta_outside_unit_interval(delta):
     with pytest.raises(ValueError, match=r"delta must be a number in \[0, 1\]"):
         get_selector("mixed", delta=delta)
-
-
-@pytest.mark.parametrize("name", ["energy", "random", "mixed"])
-@pytest.mark.parametrize("n", [0, 13, -1])
-def test_n_outside_one_to_mn_is_an_error(name, n):
-    with pytest.raises(ValueError, match=r"1 <= n <= M\*N = 3\*4 = 12"):
-        build(name).select(scores_for((3, 4)), (3, 4), n, gen())
 
 
 def test_energy_rejects_non_finite_scores():

@@ -10,7 +10,7 @@ import pkgutil
 from .base import SpectralBasis
 from .registry import get_basis, list_bases, register_basis, unregister_basis
 
-_INFRASTRUCTURE = {"base", "registry", "transforms1d"}
+_INFRASTRUCTURE = {"base", "registry"}
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _INFRASTRUCTURE and not _module.name.startswith("_"):

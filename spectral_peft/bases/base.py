@@ -5,6 +5,9 @@ coefficient matrix ``C = B(W)`` of the same shape, and its inverse ``W = B⁻¹(
 implement :meth:`_forward` and :meth:`_inverse` on float32/float64 tensors; this class handles
 dtype promotion (half precision is transformed in float32 and returned in the input dtype),
 input validation and shape checks, so every basis behaves the same way at the edges.
+
+A basis may also declare its fast structure, :meth:`SpectralBasis.factorization`; the adapter's
+fast routes are built from it and need nothing else from the basis (see the class docstring).
 """
 
 from __future__ import annotations
@@ -23,6 +26,55 @@ class SpectralBasis(abc.ABC):
         name: the registry name (set by :func:`register_basis`).
         orthonormal: ``True`` when ``‖B(W)‖_F = ‖W‖_F`` and ``B⁻¹ = Bᵀ``.
         invertible: ``True`` when ``B⁻¹(B(W)) = W`` for every ``W``.
+
+    A new basis is one module in ``spectral_peft/bases/`` (or anywhere, once imported) with
+    ``@register_basis("name")`` on a subclass that implements :meth:`_forward` and
+    :meth:`_inverse`. That is enough to train: the adapter then builds ΔW = α·B⁻¹(S) densely.
+
+    Fast route (optional). If B⁻¹ of a matrix S with n nonzeros can be written with 1-D
+    operators ``L`` (M × Q) and ``R`` (P × N) from :mod:`spectral_peft.operators` as
+
+        B⁻¹(S) = L · K · R,    K[q_e, p_e] += w_e · S[positions[j_e]]   (a few entries per coefficient)
+
+    return that from :meth:`factorization` as a :class:`spectral_peft.factorization.Factorization`.
+    The adapter then trains without forming the M × N update (it transforms the activations along
+    the feature dimension instead; the route is chosen by a cost model, per layer and token count)
+    and works in float32, bfloat16/float16 (autocast or a half model) and under ``torch.compile``.
+    The contract, checked for every registered basis by ``tests/test_fastpath.py``:
+
+    * ``factorization(M, N, positions)`` for every shape that :meth:`check_shape` accepts, with
+      ``positions`` the n flat row-major indices ``u·N + v``; the result must equal
+      ``self.inverse`` (``Factorization.dense`` is compared with it in float64);
+    * it runs once per adapter at injection (plain Python and torch on the CPU; no need to be
+      fast or traceable), never inside the forward pass;
+    * return None (the default) for the dense route.
+
+    For a separable basis, C = A_M W A_Nᵀ with orthonormal 1-D transforms, the factorization is
+    :func:`spectral_peft.factorization.separable` of the two operators, and the dense transforms
+    are the same operators' ``coefficients`` / ``synthesize``. A worked example (the DCT along
+    the rows, nothing along the columns), complete with its fast route::
+
+        from spectral_peft import operators
+        from spectral_peft.bases import SpectralBasis, register_basis
+        from spectral_peft.factorization import separable
+
+        @register_basis("dct_rows")
+        class RowCosineBasis(SpectralBasis):
+            '''C = D_M W: the orthonormal DCT-II of every column.'''
+
+            def _forward(self, weight):
+                return operators.cosine(weight.shape[-2]).coefficients(weight, dim=-2)
+
+            def _inverse(self, coefficients):
+                return operators.cosine(coefficients.shape[-2]).synthesize(coefficients, dim=-2)
+
+            def factorization(self, rows, cols, positions):
+                return separable(operators.cosine(rows), operators.identity(cols), positions)
+
+    A non-separable basis lists its terms as :class:`~spectral_peft.factorization.Entries`
+    (see ``hartley.py``: cas(a+b) = cas(a)·cos(b) + cas(−a)·sin(b) gives two entries per
+    coefficient, ``fourier.py``, and ``wavelet.py`` for a multi-level pyramid). A subclass inherits
+    its parent's factorization; one that changes the transform must override it too.
     """
 
     name: str = "<unregistered>"
@@ -41,6 +93,15 @@ class SpectralBasis(abc.ABC):
         """Raise ``ValueError`` if this basis cannot transform an ``rows × cols`` matrix."""
         if rows < 1 or cols < 1:
             raise ValueError(f"{self.name}: matrix dimensions must be >= 1, got {rows}x{cols}")
+
+    def factorization(self, rows: int, cols: int, positions: torch.Tensor):
+        """B⁻¹ for ``rows × cols`` matrices with nonzeros at ``positions``, as 1-D operators.
+
+        Returns a :class:`spectral_peft.factorization.Factorization`, or None (the default) when
+        the basis has no fast structure: the adapter then uses the dense route. See the class
+        docstring for the contract and a worked example.
+        """
+        return None
 
     @abc.abstractmethod
     def _forward(self, weight: torch.Tensor) -> torch.Tensor:

@@ -2,15 +2,17 @@
 
 C(u,v) = s_u s_v Σ_m Σ_n W(m,n) cos(πu(2m+1)/(2M)) cos(πv(2n+1)/(2N)),
 s_0 = √(1/K), s_k = √(2/K) for a length-K axis; equals ``scipy.fft.dctn(W, norm="ortho")``.
+Separable: C = D_M W D_Nᵀ with the 1-D DCT-II ``operators.cosine``.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .. import operators
+from ..factorization import separable
 from .base import SpectralBasis
 from .registry import register_basis
-from .transforms1d import dct_1d, idct_1d
 
 
 @register_basis("dct")
@@ -18,7 +20,12 @@ class CosineBasis(SpectralBasis):
     """Orthonormal type-II 2-D discrete cosine transform; the inverse is the 2-D DCT-III."""
 
     def _forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return dct_1d(dct_1d(weight, dim=-2), dim=-1)
+        rows, cols = weight.shape[-2:]
+        return operators.cosine(cols).coefficients(operators.cosine(rows).coefficients(weight, dim=-2), dim=-1)
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
-        return idct_1d(idct_1d(coefficients, dim=-1), dim=-2)
+        rows, cols = coefficients.shape[-2:]
+        return operators.cosine(rows).synthesize(operators.cosine(cols).synthesize(coefficients, dim=-1), dim=-2)
+
+    def factorization(self, rows, cols, positions):
+        return separable(operators.cosine(rows), operators.cosine(cols), positions)

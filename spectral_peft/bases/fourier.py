@@ -21,6 +21,13 @@ keeps only the cosine (even) part of S, so two conjugate positions carry the sam
 freedom and the map is not invertible. In this mode ``inverse(S) = Re(ifft2(S))`` exactly, and
 ``forward`` is its adjoint, which is the same formula (the map is self-adjoint); ``invertible``
 and ``orthonormal`` are ``False``. Use it to reproduce published FourierFT numbers.
+
+Fast routes
+-----------
+With a_u = 2πum/M and b_v = 2πvn/N the basis elements are √2·cos(a+b) (canonical), √2·sin(a+b)
+(partner) and cos(a)·cos(b) (self-conjugate), each over √(MN); by cos(a+b) = cos a cos b − sin a sin b
+and sin(a+b) = sin a cos b + cos a sin b they are sums of separable terms of the real FFT's cos/sin
+rows (``operators.rfft``) along both axes. FourierFT mode: Re(ifft2(S)) = Σ S·cos(a+b)/(MN).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import math
 
 import torch
 
+from .. import operators
+from ..factorization import Entries, Factorization, split_positions
 from .base import SpectralBasis
 from .registry import register_basis
 
@@ -87,3 +96,28 @@ class FourierBasis(SpectralBasis):
         real = self_conj * c + (canonical * c + partner * c_conj) / _SQRT2
         imag = (canonical * c_conj - partner * c) / _SQRT2
         return torch.fft.ifft2(torch.complex(real, imag), norm="ortho").real
+
+    def factorization(self, rows, cols, positions):
+        u, v = split_positions(positions, cols)
+        j = torch.arange(u.numel())
+        norm = "backward" if self.fourierft_compat else "ortho"
+        row_op, col_op = operators.rfft(rows, norm), operators.rfft(cols, norm)
+        qc, wqc = row_op.cos_slot(u)
+        qs, wqs = row_op.sin_slot(u)
+        pc, wpc = col_op.cos_slot(v)
+        ps, wps = col_op.sin_slot(v)
+        if self.fourierft_compat:  # Re(ifft2(S)) = Σ S(u,v) cos(a+b) / (MN), operators unscaled
+            cos_w = torch.full(u.shape, 1.0 / (rows * cols), dtype=torch.float64)
+            sin_w = torch.zeros_like(cos_w)
+        else:  # the operators carry 1/√M and 1/√N
+            flat = torch.as_tensor(positions).reshape(-1).cpu()
+            self_conj, canonical, partner = (m.reshape(-1)[flat] for m in hermitian_masks(rows, cols, dtype=torch.float64))
+            cos_w = self_conj + _SQRT2 * canonical  # weight of cos(a+b)
+            sin_w = _SQRT2 * partner  # weight of sin(a+b)
+        entries = Entries.concat(
+            Entries(qc, pc, j, cos_w * wqc * wpc),  # cos(a+b) ∋ cos a cos b
+            Entries(qs, ps, j, -cos_w * wqs * wps),  # cos(a+b) ∋ −sin a sin b
+            Entries(qs, pc, j, sin_w * wqs * wpc),  # sin(a+b) ∋ sin a cos b
+            Entries(qc, ps, j, sin_w * wqc * wps),  # sin(a+b) ∋ cos a sin b
+        )
+        return Factorization(row_op.T, col_op, entries)

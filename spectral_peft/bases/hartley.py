@@ -3,19 +3,24 @@
 * ``dht`` (standard):  H(u,v) = (MN)^-1/2 Σ_m Σ_n W(m,n)·cas(2π(um/M + vn/N)),
   computed as Re F − Im F with F = fft2(W, norm="ortho").
 * ``dht_separable``:   H = C_M W C_N with C_K[k,n] = cas(2πkn/K)/√K,
-  i.e. the 1-D DHT applied along the rows and then along the columns.
+  i.e. the 1-D DHT (``operators.hartley``) along the rows and then along the columns.
 
 cas = cos + sin. Both are real, orthonormal and their own inverse, but they are different
 transforms (cas(a+b) ≠ cas(a)·cas(b)), so they rank and pick different coefficients.
+
+Fast routes: ``dht_separable`` is separable. The standard DHT is a sum of two separable terms,
+cas(a_u + b_v) = cas(a_u)·cos(b_v) + cas(−a_u)·sin(b_v) (a_u = 2πum/M, b_v = 2πvn/N): the
+1-D DHT along the rows, the real FFT's cos/sin rows along the columns.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .. import operators
+from ..factorization import Entries, Factorization, separable, split_positions
 from .base import SpectralBasis
 from .registry import register_basis
-from .transforms1d import dht_1d
 
 
 @register_basis("dht")
@@ -29,13 +34,31 @@ class HartleyBasis(SpectralBasis):
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         return self._forward(coefficients)
 
+    def factorization(self, rows, cols, positions):
+        u, v = split_positions(positions, cols)
+        j = torch.arange(u.numel())
+        row_op, col_op = operators.hartley(rows), operators.rfft(cols, "ortho")
+        p_cos, w_cos = col_op.cos_slot(v)
+        p_sin, w_sin = col_op.sin_slot(v)
+        q_plus, _ = row_op.slot(u)
+        q_minus, _ = row_op.slot((rows - u) % rows)
+        entries = Entries.concat(
+            Entries(q_plus, p_cos, j, w_cos),  # cas(a_u) · cos(b_v)
+            Entries(q_minus, p_sin, j, w_sin),  # cas(a_{-u}) · sin(b_v)
+        )
+        return Factorization(row_op.T, col_op, entries)
+
 
 @register_basis("dht_separable")
 class SeparableHartleyBasis(SpectralBasis):
     """Separable 2-D DHT, H = C_M W C_N with C_K[k,n] = cas(2πkn/K)/√K (the SSH reference variant)."""
 
     def _forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return dht_1d(dht_1d(weight, dim=-2), dim=-1)
+        rows, cols = weight.shape[-2:]
+        return operators.hartley(cols).coefficients(operators.hartley(rows).coefficients(weight, dim=-2), dim=-1)
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         return self._forward(coefficients)
+
+    def factorization(self, rows, cols, positions):
+        return separable(operators.hartley(rows), operators.hartley(cols), positions)

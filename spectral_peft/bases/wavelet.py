@@ -18,12 +18,12 @@ signal) and at least 1.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pywt
 import torch
 
+from .. import operators
+from ..factorization import Entries, Factorization, split_positions
 from .base import SpectralBasis
 from .registry import register_basis
 
@@ -37,47 +37,14 @@ def _divisible_levels(size: int) -> int:
     return level
 
 
-@functools.lru_cache(maxsize=256)
-def _periodic_extension(length: int, filter_len: int) -> np.ndarray:
-    """Indices of the periodic extension x[(2k + start + t) mod L] read by the analysis windows."""
-    start = 1 - filter_len // 2
-    return (start + np.arange(length + filter_len - 2)) % length
-
-
-class _FilterBank:
-    """One level of periodized analysis/synthesis along the last axis, as strided convolutions.
-
-    Analysis is a stride-2 cross-correlation of the periodic extension with the reversed
-    filters; synthesis is its adjoint: a stride-2 transposed convolution whose overhang is
-    folded back onto the signal (periodic wrap).
-    """
-
-    def __init__(self, wavelet: pywt.Wavelet):
-        lo = np.asarray(wavelet.dec_lo, dtype=np.float64)[::-1]
-        hi = np.asarray(wavelet.dec_hi, dtype=np.float64)[::-1]
-        self.filters = torch.from_numpy(np.stack([lo, hi])[:, None, :].copy())  # (2, 1, F)
-        self.filter_len = len(lo)
-
-    def _weights(self, x: torch.Tensor) -> torch.Tensor:
-        return self.filters.to(device=x.device, dtype=x.dtype)
-
-    def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        length = x.shape[-1]
-        extension = torch.as_tensor(_periodic_extension(length, self.filter_len), device=x.device)
-        ext = x.reshape(-1, 1, length).index_select(-1, extension)
-        out = torch.nn.functional.conv1d(ext, self._weights(x), stride=2)  # (B, 2, L/2)
-        return out.reshape(x.shape)
-
-    def synthesis(self, c: torch.Tensor) -> torch.Tensor:
-        length = c.shape[-1]
-        start = 1 - self.filter_len // 2
-        full = torch.nn.functional.conv_transpose1d(
-            c.reshape(-1, 2, length // 2), self._weights(c), stride=2
-        ).squeeze(1)  # entry o belongs to x[(o + start) mod L]
-        wraps = -(-full.shape[-1] // length)
-        full = torch.nn.functional.pad(full, (0, wraps * length - full.shape[-1]))
-        folded = full.reshape(full.shape[0], wraps, length).sum(dim=1)
-        return torch.roll(folded, shifts=start, dims=-1).reshape(c.shape)
+def _max_useful_level(size: int, filter_len: int) -> int:
+    """``pywt.dwt_max_level``: the largest ℓ with (F − 1)·2^ℓ <= size (0 for F < 2)."""
+    if filter_len < 2:
+        return 0
+    level = 0
+    while (filter_len - 1) << (level + 1) <= size:
+        level += 1
+    return level
 
 
 @register_basis("wavelet")
@@ -108,7 +75,7 @@ class WaveletBasis(SpectralBasis):
             raise ValueError(f"level must be an integer >= 1 or None, got {level!r}")
         self.wavelet = wavelet
         self.level = None if level is None else int(level)
-        self._bank = _FilterBank(family)
+        self.filter_len = family.dec_len
 
     def options(self) -> dict:
         return {"wavelet": self.wavelet, "level": self.level}
@@ -121,7 +88,7 @@ class WaveletBasis(SpectralBasis):
                 f"wavelet basis needs both dimensions even (periodized DWT halves them), got {rows}x{cols}"
             )
         if self.level is None:
-            cap = pywt.dwt_max_level(min(rows, cols), self._bank.filter_len)
+            cap = _max_useful_level(min(rows, cols), self.filter_len)
             return max(1, min(allowed, cap))
         if self.level > allowed:
             raise ValueError(
@@ -135,26 +102,48 @@ class WaveletBasis(SpectralBasis):
         self.levels_for(rows, cols)
 
     def _forward(self, weight: torch.Tensor) -> torch.Tensor:
-        levels = self.levels_for(*weight.shape[-2:])
-        return self._forward_levels(weight, levels)
+        return self._forward_levels(weight, self.levels_for(*weight.shape[-2:]))
 
     def _forward_levels(self, x: torch.Tensor, levels: int) -> torch.Tensor:
-        x = self._bank.analysis(self._bank.analysis(x.transpose(-1, -2)).transpose(-1, -2))
+        rows, cols = x.shape[-2:]
+        x = operators.dwt_level(self.wavelet, rows).coefficients(x, dim=-2)
+        x = operators.dwt_level(self.wavelet, cols).coefficients(x, dim=-1)
         if levels == 1:
             return x
-        rows, cols = x.shape[-2] // 2, x.shape[-1] // 2
-        top_left = self._forward_levels(x[..., :rows, :cols], levels - 1)
-        top = torch.cat([top_left, x[..., :rows, cols:]], dim=-1)
-        return torch.cat([top, x[..., rows:, :]], dim=-2)
+        top_left = self._forward_levels(x[..., : rows // 2, : cols // 2], levels - 1)
+        top = torch.cat([top_left, x[..., : rows // 2, cols // 2 :]], dim=-1)
+        return torch.cat([top, x[..., rows // 2 :, :]], dim=-2)
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
-        levels = self.levels_for(*coefficients.shape[-2:])
-        return self._inverse_levels(coefficients, levels)
+        return self._inverse_levels(coefficients, self.levels_for(*coefficients.shape[-2:]))
 
     def _inverse_levels(self, c: torch.Tensor, levels: int) -> torch.Tensor:
+        rows, cols = c.shape[-2:]
         if levels > 1:
-            rows, cols = c.shape[-2] // 2, c.shape[-1] // 2
-            top_left = self._inverse_levels(c[..., :rows, :cols], levels - 1)
-            top = torch.cat([top_left, c[..., :rows, cols:]], dim=-1)
-            c = torch.cat([top, c[..., rows:, :]], dim=-2)
-        return self._bank.synthesis(self._bank.synthesis(c).transpose(-1, -2)).transpose(-1, -2)
+            top_left = self._inverse_levels(c[..., : rows // 2, : cols // 2], levels - 1)
+            top = torch.cat([top_left, c[..., : rows // 2, cols // 2 :]], dim=-1)
+            c = torch.cat([top, c[..., rows // 2 :, :]], dim=-2)
+        c = operators.dwt_level(self.wavelet, cols).synthesize(c, dim=-1)
+        return operators.dwt_level(self.wavelet, rows).synthesize(c, dim=-2)
+
+    def factorization(self, rows, cols, positions):
+        """A level-j coefficient of the 2-D pyramid is the outer product of 1-D level-j functions.
+
+        left/right are the all-levels 1-D cascades (``operators.wavelet_cascade``) and each
+        coefficient points into its level's block; ΔW itself is rebuilt by :meth:`inverse`.
+        """
+        levels = self.levels_for(rows, cols)
+        row_op = operators.wavelet_cascade(self.wavelet, rows, levels)
+        col_op = operators.wavelet_cascade(self.wavelet, cols, levels)
+        u, v = split_positions(positions, cols)
+
+        def level_of(index, size):  # largest j <= levels with index < size / 2^(j-1)
+            j = torch.ones_like(index)
+            for level in range(2, levels + 1):
+                j = torch.where(index < (size >> (level - 1)), level, j)
+            return j
+
+        level = torch.minimum(level_of(u, rows), level_of(v, cols))  # 1-based level of the 2-D block
+        n = u.numel()
+        entries = Entries(row_op.slot_in_level(level, u), col_op.slot_in_level(level, v), torch.arange(n), torch.ones(n))
+        return Factorization(row_op.T, col_op, entries, inverse=self.inverse)

@@ -5,8 +5,10 @@ Routes (``SpectralAdapter.route``):
 * ``"auto"``       one matmul with a cached W0 + ΔW when no coefficient gradient is needed (no_grad
                    inference, or frozen coefficients; ``last_route == "cached"``); otherwise the
                    cheapest of dense / merged / sparse by the cost model below. Inputs the fast routes
-                   do not handle (half precision, a dtype other than the weight's, a non-Linear base)
-                   take ``"reference"``.
+                   do not handle (a non-Linear base, activations on another device) take
+                   ``"reference"``. Under ``torch.compile`` it takes ``"traced"``: the sparse product
+                   written with plain differentiable torch ops (:func:`.functions.sparse_delta_output`),
+                   so the compiler sees the whole step (``"reference"`` for a basis without factorization).
 * ``"reference"``  y = base(x) + x ΔWᵀ through plain autograd (the definition; what peft's FourierFT does).
 * ``"dense"``      :class:`.functions.DenseLinear` (any basis).
 * ``"merged"``     :class:`.functions.MergedLinear` (bases with a factorization).
@@ -25,11 +27,13 @@ import math
 
 import torch
 
-from .core import TOKEN_CHUNK_ELEMENTS, CoreProgram
-from .factorization import Factorization, dense_from_core
-from .operators import FFT_NS, OP_OVERHEAD, PASS_NS
+import dataclasses
 
-ROUTES = ("auto", "reference", "dense", "merged", "sparse")
+from ..factorization import Entries, Factorization
+from ..operators import FFT_NS, OP_OVERHEAD, PASS_NS
+from .core import TOKEN_CHUNK_ELEMENTS, CoreProgram
+
+ROUTES = ("auto", "reference", "dense", "merged", "sparse", "traced")
 
 MATMUL_NS = 0.023e-9  # per multiply-add of a large float32 matmul (one x86 core)
 SAMPLED_NS = 1.15e-9  # per token and entry of the sampled product (two gathers, multiply, sum)
@@ -37,29 +41,34 @@ SPREAD_NS = 2.0e-9  # per token and entry of a gather-scale-scatter
 
 
 class AdapterPlan:
-    """The factorization of one adapter, with its entries on ``device`` in ``dtype``."""
+    """The factorization of one adapter, with its entries and operator constants on ``device`` in ``dtype``.
+
+    Built once per adapter (at injection, and again after a move to another device or precision),
+    never inside the forward pass.
+    """
 
     def __init__(self, factorization: Factorization, n: int, device, dtype):
-        f = factorization
-        self.factorization = f
-        self.left, self.right = f.left, f.right
-        self._inverse = f.inverse
-        self.rows, self.cols = f.rows, f.cols
-        self.core_rows, self.core_cols = f.left.size_in, f.right.size_out  # Q, P
-        e = f.entries
-        self.n = n
+        e = factorization.entries
         self.q, self.p, self.j = e.q.to(device), e.p.to(device), e.j.to(device)
         self.w = e.w.to(device=device, dtype=dtype)
+        self.factorization = f = dataclasses.replace(factorization, entries=Entries(self.q, self.p, self.j, e.w))
+        self.left, self.right = f.left, f.right
+        self.left.prepare(device, dtype)
+        self.right.prepare(device, dtype)
+        self.rows, self.cols = f.rows, f.cols
+        self.core_rows, self.core_cols = f.left.size_in, f.right.size_out  # Q, P
+        self.n = n
+        self.device, self.dtype = torch.device(device), dtype
         self.core = CoreProgram(self.q, self.p, self.j, self.w, n, self.core_rows, self.core_cols)
         self.entries = len(e)
 
     def delta(self, coefficients: torch.Tensor, alpha: float, positions: torch.Tensor) -> torch.Tensor:
-        """ΔW = α·B⁻¹(S) (M × N, possibly a strided view), by the factorization's fastest builder."""
-        if self._inverse is not None:
+        """ΔW = α·B⁻¹(S) (M × N), by the factorization's own builder or its 1-D operators."""
+        if self.factorization.inverse is not None:
             dense = coefficients.new_zeros(self.rows * self.cols)
             dense.index_put_((positions,), coefficients * alpha)
-            return self._inverse(dense.view(self.rows, self.cols))
-        return dense_from_core(self.left, self.right, self.q, self.p, self.entry_scale(coefficients, alpha))
+            return self.factorization.inverse(dense.view(self.rows, self.cols))
+        return self.factorization.dense_from_values(self.entry_scale(coefficients, alpha))
 
     def entry_scale(self, coefficients: torch.Tensor, alpha: float) -> torch.Tensor:
         """α · w_e · c[j_e] per entry."""
@@ -74,24 +83,19 @@ class AdapterPlan:
             yield slice(start, min(start + step, tokens))
 
     def coefficient_grad(self, g2: torch.Tensor, x2: torch.Tensor, alpha: float) -> torch.Tensor:
-        """∂L/∂c from output gradients g2 (T × M) and inputs x2 (T × N), chunk by chunk."""
-        out = g2.new_zeros(self.n)
+        """∂L/∂c from output gradients g2 (T × M) and inputs x2 (T × N), chunk by chunk, in the plan's dtype."""
+        out = g2.new_zeros(self.n, dtype=self.dtype)
         q_blocks, p_blocks = self.left.in_blocks, self.right.out_blocks
         for chunk in self.token_chunks(g2.shape[0]):
+            g, x = g2[chunk].to(self.dtype), x2[chunk].to(self.dtype)
             if q_blocks is None and p_blocks is None:
-                out.add_(self.core.grad(self.left.adjoint(g2[chunk]), self.right.apply(x2[chunk]), alpha))
+                out.add_(self.core.grad(self.left.adjoint(g), self.right.apply(x), alpha))
             else:
-                gh = self.left.adjoint_blocks(g2[chunk])
-                xh = self.right.apply_blocks(x2[chunk])
                 q_widths, p_widths = q_blocks or [self.core_rows], p_blocks or [self.core_cols]
-                out.add_(self.core.grad_blocks(gh, xh, q_widths, p_widths, alpha))
+                out.add_(self.core.grad_blocks(self.left.adjoint_blocks(g), self.right.apply_blocks(x), q_widths, p_widths, alpha))
         return out
 
     # ---------------------------------------------------------------- cost model
-    def costs(self, tokens: int, grad_input: bool) -> dict[str, float]:
-        """Estimated extra seconds per training step of each route (see the module docstring)."""
-        return route_costs(tokens, self.rows, self.cols, grad_input, self)
-
     def choose(self, tokens: int, grad_input: bool) -> str:
         """:func:`choose_route` for this adapter, memoized per (tokens, grad_input)."""
         memo = self.__dict__.setdefault("_choices", {})

@@ -15,12 +15,16 @@ import torch
 class Selector(abc.ABC):
     """Chooses n positions of an M×N coefficient matrix.
 
-    Attributes:
-        needs_scores: whether :meth:`select` needs the energy map |B(W0)|².
+    Attributes (declared properties; the tests check every registered selector against them):
+        needs_scores: whether :meth:`select` needs the energy map |B(W0)|²; when False it is
+            called with ``scores=None`` and must not depend on them.
+        uses_generator: whether :meth:`select` draws from the generator; when False the result
+            must not depend on it.
     """
 
     name: str = "<unregistered>"
     needs_scores: bool = True
+    uses_generator: bool = True
 
     @abc.abstractmethod
     def select(

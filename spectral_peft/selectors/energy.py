@@ -12,6 +12,8 @@ from .registry import register_selector
 class EnergySelector(Selector):
     """Top-n positions by energy |B(W0)|²."""
 
+    uses_generator = False
+
     def select(self, scores, shape, n, generator):
         check_count(n, shape)
         return torch.sort(top_by_energy(scores, n)).values

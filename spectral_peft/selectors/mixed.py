@@ -25,6 +25,7 @@ class MixedSelector(Selector):
             raise ValueError(f"delta must be a number in [0, 1], got {delta!r}")
         self.delta = float(delta)
         self.needs_scores = self.delta > 0
+        self.uses_generator = self.delta < 1
 
     def options(self) -> dict:
         return {"delta": self.delta}

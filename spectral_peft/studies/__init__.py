@@ -8,8 +8,14 @@ cache.py    frozen lower-block hidden states computed once and reused across run
 train.py    AdamW with separate adapter/head learning rates, warmup + linear decay, evaluation
 job.py      one run as a module-level function (what every executor ships to its workers)
 executors/  local, Ray tasks, SLURM jobs through submitit; one module each, registered
-runner.py   the run grid, resume, atomic results.csv, manifest.json (the driver alone writes)
-plot.py     PNG/PDF plots and results.md
+grid.py     grid axes, their cross product, axes that do not apply to a point
+runner.py   planning, resume, atomic results.csv, manifest.json, per-example predictions
+            (the driver alone writes; executors only return rows)
+provenance.py  git/source/package provenance and the rule against mixing it in one results.csv
+stats.py    bootstrap CI, IQM, sign-flip test, Holm, TOST, probability of improvement, MDE
+analysis.py summary.csv, marginal tables, verdict lines, results.md
+plot.py     PNG/PDF plots with CI bars (interaction plot for sweeps)
+report.py   one combined markdown/LaTeX table and figure from several study folders
 cli.py      the command line every study shares; presets.py its preset values
 catalog/    the named studies, one module each; console.py the ``spectral-peft`` command
 """

@@ -80,6 +80,7 @@ class Workspace:
     dataset: object
     train_split: object
     eval_split: object
+    eval_index: list  # positions of the eval items in their split
     backbone: object
     train_tokens: TokenView
     eval_tokens: TokenView
@@ -114,7 +115,7 @@ def _load(setup: StudySetup) -> Workspace:
     if setup.eval_split not in ds.splits:
         raise ValueError(f"dataset {ds.name!r} has no {setup.eval_split!r} split (has: {sorted(ds.splits)})")
     train_split, _ = subsample(ds["train"], setup.train_size, setup.data_seed, stratified=True)
-    eval_split, _ = subsample(ds[setup.eval_split], setup.eval_size, setup.data_seed, stratified=False)
+    eval_split, eval_index = subsample(ds[setup.eval_split], setup.eval_size, setup.data_seed, stratified=False)
     backbone = load_backbone(setup.model, train_texts=train_split.texts, seed=setup.data_seed, dtype=setup.dtype)
     tokenizer = backbone.tokenizer
     if setup.task == "generate":
@@ -138,7 +139,7 @@ def _load(setup: StudySetup) -> Workspace:
         train_tokens = TokenView(*encode_texts(tokenizer, train_split.texts, setup.max_len))
         eval_tokens = TokenView(*encode_texts(tokenizer, eval_split.texts, setup.max_len))
         train_targets, eval_targets = train_split.labels, eval_split.labels
-    return Workspace(setup, ds, train_split, eval_split, backbone, train_tokens, eval_tokens, train_targets,
+    return Workspace(setup, ds, train_split, eval_split, eval_index, backbone, train_tokens, eval_tokens, train_targets,
                      eval_targets, FeatureCache(setup.cache_dir), resolve_device(setup.device))
 
 
@@ -166,8 +167,9 @@ def execute_run(setup: StudySetup, run: dict, progress=None) -> dict:
             torch.set_num_threads(int(setup.threads))
         torch.use_deterministic_algorithms(True, warn_only=True)
         ws = workspace(setup)
-        model, counts = build_model(ws.backbone, ws.dataset.num_labels, run, run["seed"], task=setup.task,
-                                    device=ws.device)
+        # seed streams (the runner derives them from the seed): init for head/LoRA, order for data order
+        model, counts = build_model(ws.backbone, ws.dataset.num_labels, run, int(run.get("init_seed", run["seed"])),
+                                    task=setup.task, device=ws.device)
         if run["method"] == "spectral":
             from spectral_peft import trainable_parameters
 
@@ -184,7 +186,7 @@ def execute_run(setup: StudySetup, run: dict, progress=None) -> dict:
         metrics = train_and_evaluate(
             model, train_view, ws.train_targets, eval_view, ws.eval_targets,
             TrainConfig(lr_adapter=float(run.get("lr_adapter") or 0.0), **setup.train),
-            seed=run["seed"], progress=progress)
+            seed=int(run.get("order_seed", run["seed"])), progress=progress)
         wall = time.perf_counter() - t0 - spent
         stats = dict(zip(("hits", "misses", "disk_hits"),
                          (a - b for a, b in zip((ws.cache.hits, ws.cache.misses, ws.cache.disk_hits), before))))

@@ -62,8 +62,9 @@ def build_model(backbone: Backbone | nn.Module, num_labels: int, run: dict, seed
                 task: str = "classify", device: str | torch.device | None = None) -> tuple[TaskModel, dict]:
     """A fresh :class:`TaskModel` on a deep copy of ``backbone`` with ``run['method']`` applied.
 
-    Everything random (head init, LoRA init, spectral random positions) follows ``seed``. The
-    model is moved to ``device``; adapter coefficients, LoRA factors and the head stay float32
+    The head and LoRA initialisation follow ``seed``; the spectral random positions follow
+    ``run["position_seed"]`` when the run has one (the runner derives it), else ``seed``.
+    The model is moved to ``device``; adapter coefficients, LoRA factors and the head stay float32
     whatever the backbone's dtype. Returns the model and parameter counts.
     """
     method = run["method"]
@@ -81,7 +82,8 @@ def build_model(backbone: Backbone | nn.Module, num_labels: int, run: dict, seed
 
         cfg = SpectralConfig(
             basis=run["basis"], basis_options=dict(run.get("basis_options") or {}), selector=run["selector"],
-            n=int(run["n"]), delta=None if run.get("delta") is None else float(run["delta"]), alpha=float(run["alpha"]), seed=seed,
+            n=int(run["n"]), delta=None if run.get("delta") is None else float(run["delta"]), alpha=float(run["alpha"]),
+            seed=int(run.get("position_seed", seed)),
             target_modules=targets,
         )
         adapted = len(matching_linears(model, targets))

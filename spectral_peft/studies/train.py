@@ -183,7 +183,8 @@ def evaluate(model, view, labels, batch_size: int = 256) -> dict:
         labels = labels.labels
     model.train(was_training)
     acc = (pred == labels).double().mean().item()
-    return {"accuracy": acc, "macro_f1": _macro_f1(pred, labels), "eval_loss": loss_sum / max(1, count)}
+    return {"accuracy": acc, "macro_f1": _macro_f1(pred, labels), "eval_loss": loss_sum / max(1, count),
+            "predictions": pred}
 
 
 def train_and_evaluate(model, train_view, train_labels, eval_view, eval_labels, cfg: TrainConfig,
@@ -193,7 +194,8 @@ def train_and_evaluate(model, train_view, train_labels, eval_view, eval_labels, 
     ``train_labels`` are class indices or per-token targets; ``eval_labels`` class indices or
     :class:`GenerationTargets` (see :func:`evaluate`).
 
-    ``progress`` (optional) is called as ``progress(step, total_steps, loss)``.
+    ``seed`` drives the data order and dropout. The metrics hold ``predictions``, the predicted
+    label of every eval item. ``progress`` (optional) is called as ``progress(step, total_steps, loss)``.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -211,6 +213,7 @@ def train_and_evaluate(model, train_view, train_labels, eval_view, eval_labels, 
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout: part of the order stream, independent of the initialisation seed
     model.train()
     step, status, recent = 0, "ok", []
     lengths = train_view.lengths

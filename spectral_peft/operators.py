@@ -1,0 +1,639 @@
+"""Real 1-D linear operators along the last dimension: the one implementation of every 1-D transform.
+
+Both the dense 2-D transforms of :mod:`spectral_peft.bases` and the adapter's fast routes
+(:mod:`spectral_peft.fastpath`, through a basis's :meth:`~spectral_peft.bases.SpectralBasis.factorization`)
+are built from these operators, so each transform (its index maps, twiddles, filters and
+normalisation) is written once, here.
+
+A :class:`LinearOp` ``A`` of shape ``size_out × size_in`` acts on the rows of a tensor, batched
+over all leading dimensions:
+
+    A.apply(x)    (..., size_in)  -> (..., size_out),   every row r ↦ A r
+    A.adjoint(z)  (..., size_out) -> (..., size_in),    every row r ↦ Aᵀ r
+    A.T           the transposed operator
+
+An operator whose output holds the orthonormal coefficients X_k of a 1-D transform (in some
+"slot" order, possibly with a sign and with a few redundant slots) also says where coefficient
+``k`` sits: ``A.slot(k) -> (slot, sign)`` with ``A.apply(x)[slot] = sign · X_k``. Then
+
+    A.coefficients(x, dim)   X along ``dim`` in natural order (k = 0..n−1)
+    A.synthesize(X, dim)     its inverse (= the adjoint, the transform being orthonormal)
+
+The operators (factories are cached: equal operators are one shared instance):
+
+=======================  =====================================================================
+``identity(n)``          A = I; ``slot(k) = (k, +1)``.
+``hartley(n)``           orthonormal DHT H_k = n^-1/2 Σ x_t cas(2πkt/n), cas = cos + sin, in pair
+                         layout: bin k of one real FFT holds (H_k, H_(n−k)). Self-inverse.
+``cosine(n)``            orthonormal DCT-II X_k = s_k Σ x_t cos(πk(2t+1)/(2n)), s_0 = n^-1/2,
+                         s_k = (2/n)^1/2 (``scipy.fft.dct(norm="ortho")``), by Makhoul's reordering
+                         and one real FFT; bin k holds (X_k, −X_(n−k)).
+``walsh_hadamard(n)``    orthonormal Walsh–Hadamard transform (n a power of two, Sylvester order:
+                         X_k = n^-1/2 Σ x_t (−1)^popcount(k AND t), = ``scipy.linalg.hadamard(n)/√n``);
+                         log2(n) butterfly passes, self-inverse.
+``rfft(n, norm)``        the real view of ``torch.fft.rfft``: rows 2k, 2k+1 are s·cos(2πkt/n) and
+                         −s·sin(2πkt/n) (s = 1, n^-1/2 or 1/n for norm "backward", "ortho",
+                         "forward"); ``cos_slot(k)`` / ``sin_slot(k)`` locate cos_k and sin_k.
+``dwt_level(w, n)``      one level of the periodized orthogonal DWT of PyWavelets family ``w``
+                         (``pywt.dwt(x, w, mode="periodization")``): a windowed gather and one
+                         small dense matmul; ``coefficients`` gives the layout [a | d].
+``wavelet_cascade(w, n, levels)``  the outputs of every level of a multi-level DWT side by side
+                         (the 1-D factors of every block of the 2-D wavelet pyramid).
+=======================  =====================================================================
+
+Every operator also estimates what one application costs (:meth:`LinearOp.cost`), which the
+fast routes use to choose a route by shape. Constants (index maps, twiddles, filter matrices) are
+built once in float64 on the CPU and copied to a device and precision on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+# Rough per-element costs (seconds, one x86 core; measured with torch 2.13's MKL FFT), used only
+# to rank routes by shape: an FFT of length n costs FFT_NS·(1 + log2 n / 8) per element, an
+# elementwise pass PASS_NS per element, a small dense matmul MATMUL_EQUIV_NS per multiply-add, and
+# every launched op OP_OVERHEAD.
+FFT_NS = 0.55e-9
+PASS_NS = 0.3e-9
+MATMUL_EQUIV_NS = 0.03e-9
+OP_OVERHEAD = 8e-6
+
+_DUAL_NORM = {"backward": "forward", "ortho": "ortho", "forward": "backward"}
+
+
+def fft_cost(rows: int, n: int, passes: float = 1.0) -> float:
+    """Estimated seconds for an FFT-based 1-D transform of ``rows`` rows of length ``n``."""
+    return rows * n * (FFT_NS * (1.0 + math.log2(max(n, 2)) / 8.0) + PASS_NS * passes) + 3 * OP_OVERHEAD
+
+
+def _along(fn, x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``fn`` (which acts on the last dimension) applied along ``dim``."""
+    if dim in (-1, x.dim() - 1):
+        return fn(x)
+    return fn(x.transpose(dim, -1)).transpose(dim, -1)
+
+
+def _complex_of(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+class LinearOp:
+    """A real linear map ``A`` of shape (size_out, size_in) applied to the rows of a tensor."""
+
+    size_in: int
+    size_out: int
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def adjoint(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def cost(self, rows: int) -> float:
+        """Estimated seconds for one :meth:`apply` (or :meth:`adjoint`) on ``rows`` rows."""
+        return fft_cost(rows, max(self.size_in, self.size_out))
+
+    def prepare(self, device, dtype) -> None:
+        """Build the constants for ``device``/``dtype`` now (before a traced or timed region)."""
+
+    # Optional block structure: an operator whose output is naturally computed in pieces (the
+    # levels of a wavelet cascade) returns them without concatenating; the sampled product of the
+    # core then gathers from each piece. ``out_blocks``/``in_blocks``: widths of apply's output /
+    # adjoint's output pieces, or None for one piece.
+    out_blocks: list[int] | None = None
+    in_blocks: list[int] | None = None
+
+    def apply_blocks(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.apply(x)]
+
+    def adjoint_blocks(self, z: torch.Tensor) -> list[torch.Tensor]:
+        return [self.adjoint(z)]
+
+    @property
+    def T(self) -> "LinearOp":
+        return _Transposed(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.size_out}x{self.size_in})"
+
+
+class CoefficientOp(LinearOp):
+    """An operator whose output holds the coefficients X_k of an orthonormal 1-D transform.
+
+    Subclasses define :meth:`slot`; :meth:`coefficients` and :meth:`synthesize` then give the
+    transform in natural order and its inverse.
+    """
+
+    n: int
+
+    def slot(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(slot, sign) per coefficient index ``k``: ``apply(x)[..., slot] = sign · X_k``."""
+        raise NotImplementedError
+
+    @functools.cached_property
+    def _natural(self):
+        slots, signs = self.slot(torch.arange(self.n))
+        return slots, (None if bool((signs == 1).all()) else signs)
+
+    def coefficients(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """X_k (k = 0..n−1) along ``dim``: the transform in natural order."""
+        slots, signs = self._natural
+
+        def fn(t):
+            out = self.apply(t).index_select(-1, slots.to(t.device))
+            return out if signs is None else out * signs.to(device=t.device, dtype=out.dtype)
+
+        return _along(fn, x, dim)
+
+    def synthesize(self, coefficients: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """x from its coefficients X along ``dim`` (the inverse of :meth:`coefficients`)."""
+        slots, signs = self._natural
+
+        def fn(c):
+            if signs is not None:
+                c = c * signs.to(device=c.device, dtype=c.dtype)
+            z = c.new_zeros(*c.shape[:-1], self.size_out).index_copy(-1, slots.to(c.device), c)
+            return self.adjoint(z)
+
+        return _along(fn, coefficients, dim)
+
+
+class _Transposed(LinearOp):
+    def __init__(self, op: LinearOp):
+        self.op = op
+        self.size_in, self.size_out = op.size_out, op.size_in
+
+    def apply(self, x):
+        return self.op.adjoint(x)
+
+    def adjoint(self, z):
+        return self.op.apply(z)
+
+    def cost(self, rows):
+        return self.op.cost(rows)
+
+    def prepare(self, device, dtype):
+        self.op.prepare(device, dtype)
+
+    @property
+    def out_blocks(self):
+        return self.op.in_blocks
+
+    @property
+    def in_blocks(self):
+        return self.op.out_blocks
+
+    def apply_blocks(self, x):
+        return self.op.adjoint_blocks(x)
+
+    def adjoint_blocks(self, z):
+        return self.op.apply_blocks(z)
+
+    @property
+    def T(self):
+        return self.op
+
+    def __repr__(self):
+        return f"{self.op!r}.T"
+
+
+class IdentityOp(CoefficientOp):
+    """A = I (n × n)."""
+
+    def __init__(self, n: int):
+        self.n = self.size_in = self.size_out = n
+
+    def apply(self, x):
+        return x
+
+    def adjoint(self, z):
+        return z
+
+    def slot(self, k):
+        k = torch.as_tensor(k, dtype=torch.long)
+        return k, torch.ones(k.shape, dtype=torch.float64)
+
+    def cost(self, rows):
+        return 0.0
+
+
+class _Constants:
+    """Per-(device, dtype) copies of constants built once on the CPU (see :meth:`build`)."""
+
+    _const_cache: dict | None = None
+
+    def _consts(self, device, dtype):
+        cache = self._const_cache
+        if cache is None:
+            cache = self._const_cache = {}
+        key = (device, dtype)
+        if key not in cache:
+            cache[key] = self.build(device, dtype)
+        return cache[key]
+
+    def build(self, device, dtype) -> tuple:
+        raise NotImplementedError
+
+    def prepare(self, device, dtype):
+        self._consts(torch.device(device), dtype)
+
+
+@functools.lru_cache(maxsize=128)
+def _half_spectrum_weights(n: int) -> torch.Tensor:
+    """1 at DC (and Nyquist for even n), 1/2 elsewhere: irfft counts interior bins twice."""
+    k = n // 2 + 1
+    w = torch.full((k,), 0.5, dtype=torch.float64)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    return w
+
+
+class SpectrumOp(_Constants, CoefficientOp):
+    """A x = view_as_real(rfft(x[perm], norm) · f): the real view of a twisted real FFT.
+
+    Output rows 2k and 2k+1 are the real and imaginary parts of bin k (k = 0..⌊n/2⌋), times the
+    complex per-bin factor ``f`` (a length-(⌊n/2⌋+1) vector; default 1), of the FFT of the input
+    permuted by ``perm`` (default none). One FFT plus one elementwise pass; the adjoint is one
+    pass plus one inverse FFT:
+
+        Aᵀ z = irfft(Z · conj(f) · w, dual norm)[perm⁻¹]      (w = 1 at DC/Nyquist, 1/2 elsewhere)
+
+    size_out = 2(⌊n/2⌋+1) (the imaginary rows of DC, and of Nyquist for even n, are redundant).
+    Half-precision inputs are transformed in float32 (``torch.fft`` on a CPU has no bf16).
+    """
+
+    def __init__(self, n: int, norm: str = "backward", factor=None, perm: torch.Tensor | None = None):
+        if norm not in _DUAL_NORM:
+            raise ValueError(f"norm must be one of {sorted(_DUAL_NORM)}, got {norm!r}")
+        self.n = self.size_in = n
+        self.norm = norm
+        self.size_out = 2 * (n // 2 + 1)
+        self.factor = None if factor is None else torch.as_tensor(factor, dtype=torch.complex128)
+        self.perm = None if perm is None else torch.as_tensor(perm, dtype=torch.long)
+        self.unperm = None if perm is None else torch.argsort(self.perm)
+
+    def build(self, device, dtype):
+        complex_dtype = _complex_of(dtype)
+        back = _half_spectrum_weights(self.n).to(torch.complex128)
+        if self.factor is not None:
+            back = back * self.factor.conj()
+        fwd = None if self.factor is None else self.factor.to(device=device, dtype=complex_dtype)
+        perm = None if self.perm is None else self.perm.to(device)
+        unperm = None if self.unperm is None else self.unperm.to(device)
+        return fwd, back.to(device=device, dtype=complex_dtype), perm, unperm
+
+    def apply(self, x):
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        fwd, _, perm, _ = self._consts(x.device, x.dtype)
+        if perm is not None:
+            x = x.index_select(-1, perm)
+        spectrum = torch.fft.rfft(x, dim=-1, norm=self.norm)
+        if fwd is not None:
+            spectrum = spectrum * fwd if spectrum.requires_grad else spectrum.mul_(fwd)
+        return torch.view_as_real(spectrum).flatten(-2)
+
+    def adjoint(self, z):
+        if z.dtype not in (torch.float32, torch.float64):
+            z = z.float()
+        _, back, _, unperm = self._consts(z.device, z.dtype)
+        spectrum = torch.view_as_complex(z.unflatten(-1, (-1, 2)).contiguous()) * back
+        out = torch.fft.irfft(spectrum, n=self.n, dim=-1, norm=_DUAL_NORM[self.norm])
+        return out if unperm is None else out.index_select(-1, unperm)
+
+    def cost(self, rows):
+        return fft_cost(rows, self.n, passes=1.0 + (self.perm is not None))
+
+
+class RfftOp(SpectrumOp):
+    """Rows 2k, 2k+1: s·cos(2πkt/n) and −s·sin(2πkt/n) (s = 1, 1/√n or 1/n for the norm)."""
+
+    def cos_slot(self, freq: torch.Tensor):
+        """(slot, sign) of cos(2π·freq·t/n): row 2k with k = min(freq, n − freq)."""
+        k = torch.minimum(freq, self.n - freq)
+        return 2 * k, torch.ones(freq.shape, dtype=torch.float64)
+
+    def sin_slot(self, freq: torch.Tensor):
+        """(slot, sign) of sin(2π·freq·t/n); sign 0 where the sine vanishes (freq 0 or n/2).
+
+        sin_f = −row(2f+1) for f ≤ n/2; sin_f = −sin_(n−f) = +row(2(n−f)+1) above.
+        """
+        n = self.n
+        upper = 2 * freq > n
+        k = torch.where(upper, n - freq, freq)
+        sign = torch.where(upper, 1.0, -1.0).to(torch.float64)
+        sign = torch.where((k == 0) | (2 * k == n), 0.0, sign)
+        return 2 * k + 1, sign
+
+    def slot(self, k):
+        raise TypeError("rfft has cos and sin rows: use cos_slot / sin_slot")
+
+
+class HartleyOp(SpectrumOp):
+    """Orthonormal DHT in pair layout: view_as_real(rfft(x, "ortho")·(1+i)).
+
+    Bin k holds (Re F_k − Im F_k, Re F_k + Im F_k) = (H_k, H_(n−k)).
+    """
+
+    def __init__(self, n: int):
+        super().__init__(n, "ortho", factor=torch.full((n // 2 + 1,), 1 + 1j, dtype=torch.complex128))
+
+    def slot(self, k):
+        k = torch.as_tensor(k, dtype=torch.long)
+        slots = torch.where(2 * k <= self.n, 2 * k, 2 * (self.n - k) + 1)
+        return slots, torch.ones(k.shape, dtype=torch.float64)
+
+
+class CosineOp(SpectrumOp):
+    """Orthonormal DCT-II in pair layout (Makhoul): view_as_real(rfft(x[reorder]) · s_k e^{−iπk/(2n)}).
+
+    With v = [x_0, x_2, …, x_3, x_1] and Z_k = s_k e^{−iπk/(2n)} rfft(v)_k: X_k = Re Z_k and
+    X_(n−k) = −Im Z_k.
+    """
+
+    def __init__(self, n: int):
+        reorder = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)])
+        k = torch.arange(n // 2 + 1, dtype=torch.float64)
+        scale = torch.full_like(k, math.sqrt(2.0 / n))
+        scale[0] = math.sqrt(1.0 / n)
+        super().__init__(n, "backward", factor=torch.polar(scale, -math.pi * k / (2 * n)), perm=reorder)
+
+    def slot(self, k):
+        k = torch.as_tensor(k, dtype=torch.long)
+        low = k <= self.n // 2
+        return torch.where(low, 2 * k, 2 * (self.n - k) + 1), torch.where(low, 1.0, -1.0).to(torch.float64)
+
+
+class WalshHadamardOp(CoefficientOp):
+    """Orthonormal Walsh–Hadamard transform of a power-of-two length n (Sylvester order), self-adjoint."""
+
+    def __init__(self, n: int):
+        if n < 1 or n & (n - 1):
+            raise ValueError(f"the Walsh–Hadamard transform needs a power-of-two length, got {n}")
+        self.n = self.size_in = self.size_out = n
+
+    def apply(self, x):
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        half = 1
+        while half < self.n:  # H_2n = [[H_n, H_n], [H_n, −H_n]] on the pairs (t, t + half)
+            pairs = x.unflatten(-1, (self.n // (2 * half), 2, half))
+            low, high = pairs.select(-2, 0), pairs.select(-2, 1)
+            x = torch.stack((low + high, low - high), dim=-2).flatten(-3)
+            half *= 2
+        return x * (self.n ** -0.5)
+
+    adjoint = apply
+
+    def slot(self, k):
+        k = torch.as_tensor(k, dtype=torch.long)
+        return k, torch.ones(k.shape, dtype=torch.float64)
+
+    def cost(self, rows):
+        return rows * self.n * PASS_NS * 2 * max(1, self.n.bit_length() - 1) + self.n.bit_length() * OP_OVERHEAD
+
+
+@functools.lru_cache(maxsize=256)
+def walsh_hadamard(n: int) -> WalshHadamardOp:
+    """The orthonormal Walsh–Hadamard transform of a power-of-two length n (see :class:`WalshHadamardOp`)."""
+    return WalshHadamardOp(n)
+
+
+@functools.lru_cache(maxsize=256)
+def identity(n: int) -> IdentityOp:
+    """A = I of size n."""
+    return IdentityOp(n)
+
+
+@functools.lru_cache(maxsize=256)
+def hartley(n: int) -> HartleyOp:
+    """The orthonormal 1-D DHT of length n (see :class:`HartleyOp`)."""
+    return HartleyOp(n)
+
+
+@functools.lru_cache(maxsize=256)
+def cosine(n: int) -> CosineOp:
+    """The orthonormal 1-D DCT-II of length n (see :class:`CosineOp`)."""
+    return CosineOp(n)
+
+
+@functools.lru_cache(maxsize=256)
+def rfft(n: int, norm: str = "backward") -> RfftOp:
+    """The real view of ``torch.fft.rfft`` of length n (see :class:`RfftOp`)."""
+    return RfftOp(n, norm)
+
+
+# ------------------------------------------------------------------------------------------------
+# Periodized orthogonal wavelets
+# ------------------------------------------------------------------------------------------------
+def _block_size(half: int, target: int = 8) -> int:
+    """Largest divisor of ``half`` that is <= target (the output pairs per block of a DWT level)."""
+    for b in range(min(target, half), 0, -1):
+        if half % b == 0:
+            return b
+    return 1
+
+
+@functools.lru_cache(maxsize=64)
+def wavelet_filters(wavelet: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reversed decomposition filters (lo, hi) of a PyWavelets orthogonal family, float64."""
+    import pywt
+
+    family = pywt.Wavelet(wavelet)
+    return (
+        torch.tensor(family.dec_lo[::-1], dtype=torch.float64),
+        torch.tensor(family.dec_hi[::-1], dtype=torch.float64),
+    )
+
+
+class DwtLevel(_Constants, CoefficientOp):
+    """One level of a periodized orthogonal DWT of length L: gathered windows times a small matrix.
+
+    In PyWavelets' periodization convention output k of the analysis is
+    a[k] = Σ_i lo[i]·x[(s + 2k + i) mod L] (d with hi), s = 1 − F/2, lo/hi the reversed
+    decomposition filters of length F. B consecutive outputs of a and of d read a window of
+    W = 2B + F − 2 consecutive inputs, so ``apply`` gathers (nb × W) windows and multiplies them by
+    one (2B × W) matrix. Its output layout is blockwise, (nb, [a_block | d_block]) (see
+    :meth:`slot`), so that shifting x by 2B shifts the output by 2B. ``adjoint`` (the synthesis, the
+    level being orthogonal) has the same form: output block b (x[2Bb : 2Bb+2B]) reads a fixed set
+    of coefficient positions shifted by 2Bb; that set and its matrix are read off the analysis of
+    the 2B unit impulses of block 0, so they are exact by construction.
+
+    ``coefficients``/``synthesize`` use the standard layout [a | d] (``pywt.dwt``'s cA, cD).
+    """
+
+    def __init__(self, wavelet: str, length: int):
+        if length % 2:
+            raise ValueError(f"a periodized DWT level needs an even length, got {length}")
+        lo, hi = wavelet_filters(wavelet)
+        taps = lo.numel()
+        self.wavelet = wavelet
+        self.n = self.length = self.size_in = self.size_out = length
+        self.taps = taps
+        self.block = b = _block_size(length // 2)
+        self.blocks = length // (2 * b)
+        self.window = 2 * b + taps - 2
+        offsets = 2 * b * torch.arange(self.blocks)[:, None] + torch.arange(self.window)[None, :]
+        self.index = ((1 - taps // 2 + offsets) % length).reshape(-1)  # into the input signal
+        matrix = torch.zeros(2 * b, self.window, dtype=torch.float64)
+        for k in range(b):
+            matrix[k, 2 * k : 2 * k + taps] += lo
+            matrix[b + k, 2 * k : 2 * k + taps] += hi
+        self.matrix = matrix
+        impulses = self._analysis(torch.eye(length, dtype=torch.float64)[: 2 * b], self.index, matrix)
+        support = torch.nonzero(impulses.abs().sum(0)).reshape(-1)
+        self.synthesis_window = support.numel()
+        shifts = 2 * b * torch.arange(self.blocks)[:, None]
+        self.synthesis_index = ((support[None, :] + shifts) % length).reshape(-1)
+        self.synthesis_matrix = impulses[:, support]  # (2B, W'): x[r] = Σ_i m[r, i] z[support_i]
+
+    def build(self, device, dtype):
+        return (
+            self.index.to(device),
+            self.matrix.to(device=device, dtype=dtype),
+            self.synthesis_index.to(device),
+            self.synthesis_matrix.to(device=device, dtype=dtype),
+        )
+
+    def slot(self, k):
+        """Position of entry k of the standard layout [a | d] in the blockwise layout (sign +1)."""
+        k = torch.as_tensor(k, dtype=torch.long)
+        half, b = self.length // 2, self.block
+        detail, k = k >= half, k % half
+        return torch.div(k, b, rounding_mode="floor") * (2 * b) + detail.long() * b + k % b, torch.ones(
+            k.shape, dtype=torch.float64
+        )
+
+    def _analysis(self, src, index, matrix):
+        windows = src.index_select(-1, index).unflatten(-1, (self.blocks, self.window))
+        return torch.matmul(windows, matrix.T).flatten(-2)
+
+    def _synthesis(self, z, index, matrix):
+        windows = z.index_select(-1, index).unflatten(-1, (self.blocks, self.synthesis_window))
+        return torch.matmul(windows, matrix.T).flatten(-2)
+
+    def apply(self, x, in_index: torch.Tensor | None = None):
+        """Blockwise analysis of x (or of x[..., in_index], a gather folded into the windows)."""
+        index, matrix, _, _ = self._consts(x.device, x.dtype)
+        return self._analysis(x, index if in_index is None else in_index, matrix)
+
+    def adjoint(self, z):
+        _, _, index, matrix = self._consts(z.device, z.dtype)
+        return self._synthesis(z, index, matrix)
+
+    def low_view(self, z: torch.Tensor) -> torch.Tensor:
+        """The a coefficients of a blockwise buffer, in order, as a (..., nb, B) view."""
+        return z.unflatten(-1, (self.blocks, 2, self.block))[..., 0, :]
+
+    # The standard layout is a transpose of the blockwise one: no gather needed.
+    def coefficients(self, x, dim=-1):
+        def fn(t):
+            out = self.apply(t).unflatten(-1, (self.blocks, 2, self.block)).transpose(-3, -2)
+            return out.flatten(-3)
+
+        return _along(fn, x, dim)
+
+    def synthesize(self, coefficients, dim=-1):
+        def fn(c):
+            return self.adjoint(c.unflatten(-1, (2, self.blocks, self.block)).transpose(-3, -2).flatten(-3))
+
+        return _along(fn, coefficients, dim)
+
+    def cost(self, rows):
+        return rows * self.length * (PASS_NS * 3.0 + MATMUL_EQUIV_NS * self.window) + 2 * OP_OVERHEAD
+
+
+@functools.lru_cache(maxsize=256)
+def dwt_level(wavelet: str, length: int) -> DwtLevel:
+    """One periodized DWT level of an even ``length`` with PyWavelets family ``wavelet``."""
+    return DwtLevel(wavelet, length)
+
+
+class WaveletCascadeOp(_Constants, LinearOp):
+    """All levels of a periodized orthogonal 1-D DWT, side by side.
+
+    With A_j the one-level analysis of a length-n/2^(j−1) signal (outputs a_j and d_j) and a_0 = x,
+    ``apply`` returns the level outputs [A_1 a_0 | A_2 a_1 | … | A_L a_(L−1)] (size_out =
+    n·(2 − 2^(1−L))): level j holds the inner products of x with the level-j scaling functions and
+    wavelets, the 1-D factors of the level-j blocks of the 2-D pyramid. Each level is stored in the
+    blockwise layout of :class:`DwtLevel`; :meth:`slot` maps (level, index in [a_j | d_j]) to a
+    position. ``adjoint`` is the synthesis cascade (A_j is orthogonal, so A_jᵀ is the synthesis).
+    """
+
+    def __init__(self, wavelet: str, n: int, levels: int):
+        self.wavelet, self.n = wavelet, n
+        self.levels = [dwt_level(wavelet, n >> j) for j in range(levels)]
+        lengths = [lvl.length for lvl in self.levels]
+        self.offsets = [sum(lengths[:j]) for j in range(levels)]
+        # level j+1 reads a_j: the windows of level j+1 are gathered from level j's blockwise output
+        self.in_indices = [None] + [
+            parent.slot(torch.arange(parent.length // 2))[0][child.index]
+            for parent, child in zip(self.levels[:-1], self.levels[1:])
+        ]
+        self.size_in = n
+        self.size_out = sum(lengths)
+
+    def build(self, device, dtype):
+        for lvl in self.levels:
+            lvl.prepare(device, dtype)
+        return tuple(None if i is None else i.to(device) for i in self.in_indices)
+
+    def slot_in_level(self, level: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Position of entry ``index`` of the layout [a_j | d_j] of level ``level`` (1-based)."""
+        out = torch.empty_like(index)
+        for j, lvl in enumerate(self.levels):
+            mask = level == j + 1
+            out[mask] = self.offsets[j] + lvl.slot(index[mask])[0]
+        return out
+
+    @property
+    def out_blocks(self):
+        return [lvl.length for lvl in self.levels]
+
+    def apply_blocks(self, x):
+        in_indices = self._consts(x.device, x.dtype)
+        outs = []
+        src = x
+        for lvl, in_index in zip(self.levels, in_indices):
+            src = lvl.apply(src, in_index)
+            outs.append(src)
+        return outs
+
+    def apply(self, x):
+        outs = self.apply_blocks(x)
+        return torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+
+    def adjoint(self, z):
+        acc = None
+        for j in reversed(range(len(self.levels))):
+            lvl = self.levels[j]
+            if acc is None:
+                acc = z[..., self.offsets[j] : self.offsets[j] + lvl.length]
+            signal = lvl.adjoint(acc)  # a_(j-1), or x for j = 0
+            if j == 0:
+                return signal
+            parent = self.levels[j - 1]
+            acc = z[..., self.offsets[j - 1] : self.offsets[j - 1] + parent.length].clone()
+            parent.low_view(acc).add_(signal.unflatten(-1, (parent.blocks, parent.block)))
+        return acc
+
+    def cost(self, rows):
+        return sum(2 * lvl.cost(rows) for lvl in self.levels)
+
+
+@functools.lru_cache(maxsize=256)
+def wavelet_cascade(wavelet: str, n: int, levels: int) -> WaveletCascadeOp:
+    """All ``levels`` levels of the periodized DWT of length ``n`` side by side (see the class)."""
+    return WaveletCascadeOp(wavelet, n, levels)
+
+
+__all__ = [
+    "CoefficientOp", "CosineOp", "DwtLevel", "HartleyOp", "IdentityOp", "LinearOp", "RfftOp", "SpectrumOp",
+    "WalshHadamardOp", "WaveletCascadeOp", "cosine", "dwt_level", "fft_cost", "hartley", "identity", "rfft",
+    "walsh_hadamard", "wavelet_cascade", "wavelet_filters",
+]
