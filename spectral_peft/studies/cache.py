@@ -3,8 +3,9 @@
 When every trainable parameter sits in blocks ``L..`` (adapters in the upper blocks, or head-only
 training with ``L = num_layers``), the embeddings and blocks ``0..L-1`` compute the same thing in
 every run and every epoch. :class:`FeatureCache` computes them once per (backbone weights and
-dtype, tokenized split, L), on the model's device, and hands out right-padded batches. Entries live in memory and,
-with ``disk_dir``, also on disk as ``<sha256 key>.pt`` so a resumed study does not recompute them.
+dtype, tokenized split, L), on the model's device, and hands out right-padded batches. Entries
+live in memory and, with ``disk_dir``, also on disk as ``<sha256 key>.pt`` so a resumed study does
+not recompute them.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class TokenView:
 
 @dataclass
 class HiddenView:
-    """Batches of cached hidden states entering block ``layer`` (the final states if ``layer == num_layers``).
+    """Batches of cached hidden states entering block ``layer`` (final states if ``layer == num_layers``).
 
     Stored unpadded: ``flat`` holds every example's real tokens back to back.
     """
