@@ -9,13 +9,11 @@ import time
 
 import pandas as pd
 import pytest
+import ray  # the cluster extra, which the dev extra includes
 
 from .helpers import load_study, run  # noqa: I001  (puts the repo root on sys.path)
 
 pytestmark = pytest.mark.timeout(400)
-
-ray = pytest.importorskip("ray", reason="the cluster extra: pip install 'spectral_peft[cluster]'")
-submitit = pytest.importorskip("submitit", reason="the cluster extra: pip install 'spectral_peft[cluster]'")
 
 ARGS = ("--epochs", "3")  # 3 deltas + head + lora = 5 runs
 
