@@ -17,7 +17,7 @@ import torch
 
 from .cache import FeatureCache, TokenView
 from .data import load_dataset, subsample
-from .methods import build_model
+from .methods import build_model, calibration_batches
 from .model import answer_ids, encode_generation, encode_texts, first_trainable_layer, load_backbone, pad_token_id
 from .train import GenerationTargets, TrainConfig, train_and_evaluate
 
@@ -168,8 +168,11 @@ def execute_run(setup: StudySetup, run: dict, progress=None) -> dict:
         torch.use_deterministic_algorithms(True, warn_only=True)
         ws = workspace(setup)
         # seed streams (the runner derives them from the seed): init for head/LoRA, order for data order
+        order_seed = int(run.get("order_seed", run["seed"]))
+        # data-driven selectors see the first training batches, in the training order
+        calibration = calibration_batches(ws.train_tokens, ws.train_targets, int(setup.train["batch_size"]), order_seed)
         model, counts = build_model(ws.backbone, ws.dataset.num_labels, run, int(run.get("init_seed", run["seed"])),
-                                    task=setup.task, device=ws.device)
+                                    task=setup.task, device=ws.device, calibration=calibration)
         if run["method"] == "spectral":
             from spectral_peft import trainable_parameters
 
@@ -186,7 +189,7 @@ def execute_run(setup: StudySetup, run: dict, progress=None) -> dict:
         metrics = train_and_evaluate(
             model, train_view, ws.train_targets, eval_view, ws.eval_targets,
             TrainConfig(lr_adapter=float(run.get("lr_adapter") or 0.0), **setup.train),
-            seed=int(run.get("order_seed", run["seed"])), progress=progress)
+            seed=order_seed, progress=progress)
         wall = time.perf_counter() - t0 - spent
         stats = dict(zip(("hits", "misses", "disk_hits"),
                          (a - b for a, b in zip((ws.cache.hits, ws.cache.misses, ws.cache.disk_hits), before))))

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 
 import torch
 from torch import nn
 
 from .model import Backbone, TaskModel, model_kind, resolve_targets
-from .train import seed_everything
+from .train import epoch_batches, seed_everything
 
-__all__ = ["METHODS", "build_model", "comparable_lora_rank", "matching_linears", "selector_takes_delta"]
+__all__ = ["METHODS", "build_model", "calibration_batches", "comparable_lora_rank", "matching_linears",
+           "selector_takes_delta"]
+
+CALIBRATION_BATCHES = 8
 
 METHODS = ("spectral", "lora", "head", "full")
 
@@ -58,14 +62,36 @@ def comparable_lora_rank(backbone, layers, modules, n: int, task: str = "classif
     return max(1, round(n / per_rank))
 
 
+def calibration_batches(tokens, labels: torch.Tensor, batch_size: int, seed: int, bucket: int = 16,
+                        count: int = CALIBRATION_BATCHES):
+    """The first ``count`` training batches of epoch 1 (the same seeded order as training) as a
+    :class:`spectral_peft.Calibration` with the task's loss, for data-driven selectors."""
+    from spectral_peft import Calibration
+
+    order = epoch_batches(tokens.lengths, batch_size, torch.Generator().manual_seed(seed), bucket)[:count]
+
+    def loss(model, index):
+        device = next(model.parameters()).device
+        ids, mask = tokens.batch(index)
+        y = labels[index]
+        if y.ndim == 2:  # per-token targets (generate): cut to the batch's width like the ids
+            y = y[:, : mask.shape[1]]
+        return model.loss(model(ids.to(device), mask.to(device)), y.to(device))
+
+    return Calibration(order, loss)
+
+
 def build_model(backbone: Backbone | nn.Module, num_labels: int, run: dict, seed: int, *,
-                task: str = "classify", device: str | torch.device | None = None) -> tuple[TaskModel, dict]:
+                task: str = "classify", device: str | torch.device | None = None,
+                calibration=None) -> tuple[TaskModel, dict]:
     """A fresh :class:`TaskModel` on a deep copy of ``backbone`` with ``run['method']`` applied.
 
     The head and LoRA initialisation follow ``seed``; the spectral random positions follow
     ``run["position_seed"]`` when the run has one (the runner derives it), else ``seed``.
     The model is moved to ``device``; adapter coefficients, LoRA factors and the head stay float32
-    whatever the backbone's dtype. Returns the model and parameter counts.
+    whatever the backbone's dtype. ``calibration`` (see :func:`calibration_batches`) feeds selectors
+    that choose positions from data. Returns the model and counts (parameters; for spectral runs
+    also ``selection_time_s``, the seconds spent choosing positions, e.g. the ``learned`` warm-up).
     """
     method = run["method"]
     if method not in METHODS:
@@ -73,7 +99,7 @@ def build_model(backbone: Backbone | nn.Module, num_labels: int, run: dict, seed
     seed_everything(seed)
     model = _task_model(backbone, num_labels, task, copy_weights=True)
     if device is not None:
-        model.backbone.to(device)  # before injection: energy selection then runs on the device
+        model.to(device)  # before injection: selection (energy, or calibration batches) runs on the device
     targets = _targets(model, run["layers"], run["modules"]) if method in ("spectral", "lora") else None
     adapted = 0
     model.backbone.requires_grad_(method == "full")
@@ -87,7 +113,9 @@ def build_model(backbone: Backbone | nn.Module, num_labels: int, run: dict, seed
             target_modules=targets,
         )
         adapted = len(matching_linears(model, targets))
-        inject(model, cfg)
+        started = time.perf_counter()
+        inject(model, cfg, calibration=calibration if cfg.build_selector().needs_data else None)
+        selection_time = time.perf_counter() - started
     elif method == "lora":
         from peft import LoraConfig, inject_adapter_in_model
 
@@ -106,5 +134,8 @@ def build_model(backbone: Backbone | nn.Module, num_labels: int, run: dict, seed
         model.to(device)
     head = sum(p.numel() for p in model.head.parameters()) if model.head is not None else 0
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return model, {"trainable_params": trainable, "head_params": head, "adapter_params": trainable - head,
-                   "adapted_modules": adapted}
+    counts = {"trainable_params": trainable, "head_params": head, "adapter_params": trainable - head,
+              "adapted_modules": adapted}
+    if method == "spectral":
+        counts["selection_time_s"] = round(selection_time, 3)
+    return model, counts

@@ -32,6 +32,7 @@ from torch import nn
 
 __all__ = [
     "Backbone",
+    "SentenceClassifier",
     "TaskModel",
     "WordTokenizer",
     "encode_generation",
@@ -509,6 +510,14 @@ class TaskModel(nn.Module):
             logits = self.backbone.get_output_embeddings()(outputs[:, :-1][answer]).float()
             return nn.functional.cross_entropy(logits, targets[:, 1:][answer], reduction=reduction)
         return nn.functional.cross_entropy(outputs, targets, reduction=reduction)
+
+
+class SentenceClassifier(TaskModel):
+    """``TaskModel(backbone, num_labels)`` for classification, its kind read from the backbone's config
+    (the harness model that ``update_analysis`` builds directly)."""
+
+    def __init__(self, backbone: nn.Module, num_labels: int):
+        super().__init__(backbone, num_labels, kind=model_kind(backbone.config), task="classify")
 
 
 def first_trainable_layer(model: TaskModel) -> int | None:

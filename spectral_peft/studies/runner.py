@@ -42,7 +42,7 @@ CONFIG_COLUMNS = [
 # run keys leave out settings at these values, so results.csv files from before they existed still resume
 KEY_DEFAULTS = {"task": "classify", "dtype": "float32"}
 METRIC_COLUMNS = ["accuracy", "macro_f1", "eval_loss", "train_loss", "steps", "status"]
-COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules"]
+COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules", "selection_time_s"]
 # wall time stays last: it measures machine load, never methods (it is not printed as a comparison)
 COLUMNS = ["run_key", "study", *CONFIG_COLUMNS, *METRIC_COLUMNS, *COUNT_COLUMNS, "provenance", "wall_time_s"]
 SEED_STREAMS = ("position", "init", "order")
