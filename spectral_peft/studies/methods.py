@@ -8,7 +8,7 @@ import re
 import torch
 from torch import nn
 
-from .model import SentenceClassifier, target_regex
+from .model import Backbone, TaskModel, model_kind, resolve_targets
 from .train import epoch_batches, seed_everything
 
 __all__ = ["METHODS", "build_model", "calibration_batches", "comparable_lora_rank", "matching_linears",
@@ -31,52 +31,76 @@ def selector_takes_delta(selector: str) -> bool:
         return False
 
 
-def matching_linears(model: nn.Module, regex: str) -> list[tuple[str, nn.Linear]]:
+def matching_linears(model: nn.Module, regex: str) -> list[tuple[str, nn.Module]]:
+    """``nn.Linear`` and GPT-2 ``Conv1D`` layers whose full name matches ``regex``."""
+    from spectral_peft.adapter import is_conv1d
+
     pattern = re.compile(regex)
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and pattern.fullmatch(n)]
+    return [(n, m) for n, m in model.named_modules()
+            if (isinstance(m, nn.Linear) or is_conv1d(m)) and pattern.fullmatch(n)]
 
 
-def comparable_lora_rank(backbone: nn.Module, layers, modules, n: int) -> int:
+def _task_model(backbone, num_labels: int, task: str, copy_weights: bool = False) -> TaskModel:
+    module = backbone.model if isinstance(backbone, Backbone) else backbone
+    kind = backbone.kind if isinstance(backbone, Backbone) else model_kind(module.config)
+    return TaskModel(copy.deepcopy(module) if copy_weights else module, num_labels, kind=kind, task=task)
+
+
+def _targets(model: TaskModel, layers, modules) -> str:
+    base_name = next(n for n, m in model.named_modules() if m is model.base)
+    return resolve_targets(model.base, layers, modules, prefix=f"{base_name}.")
+
+
+def comparable_lora_rank(backbone, layers, modules, n: int, task: str = "classify") -> int:
     """The LoRA rank whose parameter count per adapted layer, r·(in+out), is closest to ``n``."""
-    probe = SentenceClassifier(backbone, 1)
-    found = matching_linears(probe, target_regex(layers, modules))
-    if not found:
-        raise ValueError(f"no linear layer matches layers={list(layers)} modules={list(modules)}")
-    per_rank = sum(m.in_features + m.out_features for _, m in found) / len(found)
+    from spectral_peft.adapter import linear_weight_shape
+
+    probe = _task_model(backbone, 1, task)
+    found = matching_linears(probe, _targets(probe, layers, modules))
+    per_rank = sum(sum(linear_weight_shape(m)) for _, m in found) / len(found)
     return max(1, round(n / per_rank))
 
 
 def calibration_batches(tokens, labels: torch.Tensor, batch_size: int, seed: int, bucket: int = 16,
                         count: int = CALIBRATION_BATCHES):
     """The first ``count`` training batches of epoch 1 (the same seeded order as training) as a
-    :class:`spectral_peft.Calibration` with the classification loss, for data-driven selectors."""
+    :class:`spectral_peft.Calibration` with the task's loss, for data-driven selectors."""
     from spectral_peft import Calibration
 
     order = epoch_batches(tokens.lengths, batch_size, torch.Generator().manual_seed(seed), bucket)[:count]
 
     def loss(model, index):
+        device = next(model.parameters()).device
         ids, mask = tokens.batch(index)
-        return nn.functional.cross_entropy(model(ids, mask), labels[index])
+        y = labels[index]
+        if y.ndim == 2:  # per-token targets (generate): cut to the batch's width like the ids
+            y = y[:, : mask.shape[1]]
+        return model.loss(model(ids.to(device), mask.to(device)), y.to(device))
 
     return Calibration(order, loss)
 
 
-def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int,
-                calibration=None) -> tuple[SentenceClassifier, dict]:
-    """A fresh classifier on a deep copy of ``backbone`` with ``run['method']`` applied.
+def build_model(backbone: Backbone | nn.Module, num_labels: int, run: dict, seed: int, *,
+                task: str = "classify", device: str | torch.device | None = None,
+                calibration=None) -> tuple[TaskModel, dict]:
+    """A fresh :class:`TaskModel` on a deep copy of ``backbone`` with ``run['method']`` applied.
 
     The head and LoRA initialisation follow ``seed``; the spectral random positions follow
     ``run["position_seed"]`` when the run has one (the runner derives it), else ``seed``.
-    ``calibration`` (see :func:`calibration_batches`) feeds selectors that choose positions from
-    data. Returns the model and parameter counts.
+    The model is moved to ``device``; adapter coefficients, LoRA factors and the head stay float32
+    whatever the backbone's dtype. ``calibration`` (see :func:`calibration_batches`) feeds selectors
+    that choose positions from data. Returns the model and parameter counts.
     """
     method = run["method"]
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     seed_everything(seed)
-    model = SentenceClassifier(copy.deepcopy(backbone), num_labels)
-    targets = target_regex(run["layers"], run["modules"]) if method in ("spectral", "lora") else None
+    model = _task_model(backbone, num_labels, task, copy_weights=True)
+    if device is not None:
+        model.to(device)  # before injection: selection (energy, or calibration batches) runs on the device
+    targets = _targets(model, run["layers"], run["modules"]) if method in ("spectral", "lora") else None
     adapted = 0
+    model.backbone.requires_grad_(method == "full")
     if method == "spectral":
         from spectral_peft import SpectralConfig, inject
 
@@ -98,12 +122,13 @@ def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int,
         model = inject_adapter_in_model(cfg, model)
         for name, p in model.named_parameters():
             p.requires_grad_("lora_" in name)
-    elif method == "head":
-        model.requires_grad_(False)
-    elif method == "full":
-        model.requires_grad_(True)
-    model.head.requires_grad_(True)
-    head = sum(p.numel() for p in model.head.parameters())
+            if "lora_" in name:
+                p.data = p.data.float()  # peft casts the input to the factors' dtype
+    if model.head is not None:
+        model.head.requires_grad_(True)
+    if device is not None:
+        model.to(device)
+    head = sum(p.numel() for p in model.head.parameters()) if model.head is not None else 0
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return model, {"trainable_params": trainable, "head_params": head, "adapter_params": trainable - head,
                    "adapted_modules": adapted}

@@ -8,6 +8,10 @@ quick: all-MiniLM-L6-v2 + TREC, 800-example class-balanced train subset, 3 epoch
 full:  same model, dataset and adapter; the whole train split (3 epochs), 36 seeds: the powered
        design. From the paired standard deviation of the 3-seed full studies (0.84-0.98 points),
        36 seeds detect 0.40-0.47 points at alpha = 0.05 with power 0.8 (studies/README.md).
+quick-llm: SmolLM2-135M-Instruct (a decoder) generating TREC's label text after a prompt, adapters
+       on q_proj/v_proj of the top two of its 30 blocks (the 28 below computed once and cached),
+       a small train subset and 2 epochs so that it stays affordable on 2 CPU cores (learning rates
+       not tuned).
 Both score the whole test split. Learning rates were tuned briefly on the dev split.
 """
 from __future__ import annotations
@@ -30,6 +34,10 @@ _COMMON = dict(
     references=["head", "lora"],
     data_seed=0,
     threads=1,
+    task="classify",
+    dtype="float32",
+    device="auto",
+    executor="local",
 )
 
 PRESETS: dict[str, dict] = {
@@ -83,5 +91,25 @@ PRESETS: dict[str, dict] = {
         lora_lr=3e-2,
         full_lr=1e-4,
         head_lr=3e-2,
+    ),
+    "quick-llm": dict(
+        _COMMON,
+        backbone="smollm2",
+        task="generate",
+        dataset=DEFAULT_DATASET,
+        seeds=[0],
+        train_size=320,
+        eval_size=100,
+        max_len=32,
+        epochs=2,
+        batch_size=16,
+        layers=[28, 29],
+        modules=["q_proj", "v_proj"],
+        n=576,
+        lr=1e-1,
+        lora_lr=1e-2,
+        full_lr=1e-5,
+        head_lr=0.0,
+        references=["lora"],
     ),
 }

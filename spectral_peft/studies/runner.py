@@ -4,6 +4,7 @@ results.md and the plots."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -23,13 +24,11 @@ from typing import Callable
 import torch
 
 from . import provenance as prov
-from .cache import FeatureCache, TokenView
 from .cli import build_parser, resolve
-from .data import load_dataset, subsample
+from .executors import get_executor
 from .grid import grid_points
-from .methods import build_model, calibration_batches, comparable_lora_rank
-from .model import encode_texts, first_trainable_layer, load_backbone
-from .train import TrainConfig, train_and_evaluate
+from .job import check_device, describe, execute_run, setup_from_config, workspace
+from .methods import comparable_lora_rank
 
 __all__ = ["COLUMNS", "METRIC_COLUMNS", "Study", "derive_seeds", "main", "read_rows", "run_study"]
 
@@ -38,8 +37,10 @@ CONFIG_COLUMNS = [
     "basis", "basis_options", "selector", "n", "delta", "alpha", "lora_r", "lora_alpha",
     "layers", "modules", "lr_adapter", "lr_head", "weight_decay", "warmup_ratio",
     "epochs", "max_steps", "batch_size", "max_len", "train_size", "eval_split", "eval_size", "data_seed",
-    "cached_layers", "position_seed", "init_seed", "order_seed",
+    "cached_layers", "position_seed", "init_seed", "order_seed", "task", "dtype",
 ]
+# run keys leave out settings at these values, so results.csv files from before they existed still resume
+KEY_DEFAULTS = {"task": "classify", "dtype": "float32"}
 METRIC_COLUMNS = ["accuracy", "macro_f1", "eval_loss", "train_loss", "steps", "status"]
 COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules"]
 # wall time stays last: it measures machine load, never methods (it is not printed as a comparison)
@@ -74,7 +75,9 @@ class Study:
         return {self.axis, *self.fixed} - {None}
 
     def default_grid(self, cfg: dict) -> list | dict:
-        grid = self.grids(cfg) if callable(self.grids) else self.grids[cfg["preset"]]
+        preset = cfg["preset"]  # a variant such as quick-llm takes its family's grid
+        grids = self.grids if callable(self.grids) or preset in self.grids else None
+        grid = self.grids(cfg) if callable(self.grids) else self.grids[preset if grids else preset.split("-")[0]]
         return dict(grid) if self.sweep else list(grid)
 
     def default_baseline(self, grid: dict) -> str | None:
@@ -157,7 +160,7 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _run_key(run: dict) -> str:
-    payload = {k: _fmt(run.get(k)) for k in CONFIG_COLUMNS}
+    payload = {k: _fmt(run.get(k)) for k in CONFIG_COLUMNS if k not in KEY_DEFAULTS or run.get(k) != KEY_DEFAULTS[k]}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -325,15 +328,25 @@ def _raise_interrupt(signum, frame):
 def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
     started = time.time()
 
-    # data and backbone: loaded once, shared by every run
-    ds = load_dataset(cfg.get("dataset"), cfg.get("data_dir"))
-    if cfg["eval_split"] not in ds.splits:
-        raise SystemExit(f"error: dataset {ds.name!r} has no {cfg['eval_split']!r} split")
-    train_split, _ = subsample(ds["train"], cfg["train_size"], cfg["data_seed"], stratified=True)
-    eval_split, eval_index = subsample(ds[cfg["eval_split"]], cfg["eval_size"], cfg["data_seed"], stratified=False)
-    backbone = load_backbone(cfg["backbone"], train_texts=train_split.texts, seed=cfg["data_seed"])
-    train_tokens = TokenView(*encode_texts(backbone.tokenizer, train_split.texts, cfg["max_len"]))
-    eval_tokens = TokenView(*encode_texts(backbone.tokenizer, eval_split.texts, cfg["max_len"]))
+    # checks that need no data, then data and backbone: loaded once (per process), shared by every run
+    grid = study.grid_for(cfg)
+    try:
+        executor = get_executor(cfg.get("executor") or "local", cfg)
+        if cfg.get("executor", "local") == "local" or not cfg.get("gpus_per_run"):
+            check_device(cfg.get("device") or "auto")  # remote GPU workers check their own devices
+        setup = setup_from_config(cfg, train=dict(
+            epochs=float(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr_head=float(cfg["head_lr"]),
+            weight_decay=float(cfg["weight_decay"]), warmup_ratio=float(cfg["warmup_ratio"]),
+            max_steps=cfg.get("max_steps")))
+        ws = workspace(setup)
+        ds, train_split, eval_split, backbone = ws.dataset, ws.train_split, ws.eval_split, ws.backbone
+        # also checks that --layers and --modules exist in this model
+        ranks = {int(n): comparable_lora_rank(backbone, cfg["layers"], cfg["modules"], int(n), task=setup.task)
+                 for n in grid.get("n", [cfg["n"]])}
+        lora_ranks = ranks if "lora" in cfg["references"] else {}
+    except (ValueError, ImportError, FileNotFoundError) as e:  # a bad request: say what exists, run nothing
+        raise SystemExit(f"error: {e}") from e
+    setup = dataclasses.replace(setup, expect=ws.fingerprints())  # workers check they load the same
 
     shared = dict(
         dataset=ds.name, dataset_fingerprint=ds.fingerprint(), backbone=backbone.name, preset=cfg["preset"],
@@ -341,12 +354,9 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
         warmup_ratio=cfg["warmup_ratio"], epochs=float(cfg["epochs"]), max_steps=cfg.get("max_steps"),
         batch_size=cfg["batch_size"], max_len=cfg["max_len"], train_size=len(train_split),
         eval_split=cfg["eval_split"], eval_size=len(eval_split), data_seed=cfg["data_seed"],
-        cached_layers=None if cfg.get("no_cache") else "auto",
+        cached_layers=None if cfg.get("no_cache") else "auto", task=setup.task, dtype=setup.dtype,
     )
-    grid = study.grid_for(cfg)
     baseline = cfg.get("baseline") or study.default_baseline(grid)
-    lora_ranks = ({int(n): comparable_lora_rank(backbone.model, cfg["layers"], cfg["modules"], int(n))
-                   for n in grid.get("n", [cfg["n"]])} if "lora" in cfg["references"] else {})
     runs = plan_runs(study, cfg, shared, lora_ranks)
 
     rows = read_rows(csv_path)
@@ -399,7 +409,12 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
                     "num_labels": ds.num_labels, "split_sizes": {k: len(v) for k, v in ds.splits.items()},
                     "train_size_used": len(train_split), "eval_split": cfg["eval_split"],
                     "eval_size_used": len(eval_split)},
-        "backbone": {"name": backbone.name, "source": backbone.source, "fingerprint": backbone.fingerprint},
+        "backbone": {"name": backbone.name, "source": backbone.source, "fingerprint": backbone.fingerprint,
+                     "kind": backbone.kind, "class": type(backbone.model).__name__},
+        "task": setup.task,
+        "device": {"requested": setup.device, "driver": str(ws.device), "dtype": setup.dtype},
+        "executor": executor.describe(),
+        "setup": describe(setup),
         "lora_rank": lora_ranks.get(int(cfg["n"])),
         "lora_ranks": {str(n): r for n, r in lora_ranks.items()},
         "runs": {"planned": len(runs), "done_before": len(runs) - len(pending), "run_keys": [r["run_key"] for r in runs]},
@@ -408,59 +423,42 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
 
     tqdm = _progress_bars(bool(cfg.get("quiet")))
     bar = tqdm(total=len(runs), initial=len(runs) - len(pending), desc=study.name, unit="run") if tqdm else None
-    cache = FeatureCache(cfg.get("cache_dir"))
-    cache_time, completed, errors = 0.0, 0, []
-    train_cfg_base = dict(epochs=float(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr_head=float(cfg["head_lr"]),
-                          weight_decay=float(cfg["weight_decay"]), warmup_ratio=float(cfg["warmup_ratio"]),
-                          max_steps=cfg.get("max_steps"))
+    cache_stats = {"hits": 0, "misses": 0, "disk_hits": 0, "build_time_s": 0.0}
+    completed, errors, notes = 0, [], set()
+
+    def label_of(run):
+        return " ".join([run["method"], *(f"{a}={run.get(a)}" for a in grid if run["method"] == "spectral"),
+                         f"seed={run['seed']}"])
+
+    def step_bar(run):  # the per-step bar: in-process runs, on a terminal (a log file would get a line per update)
+        if not (tqdm and sys.stderr.isatty()):
+            return None
+        inner = tqdm(total=1, desc=label_of(run), unit="step", leave=False)
+
+        def progress(step, total, loss):
+            inner.total = total
+            inner.update(step - inner.n)
+            if step % 10 == 0 or step == total:
+                inner.set_postfix(loss=f"{loss:.3f}")
+            if step == total:
+                inner.close()
+        return progress
+
     status = "interrupted"
     try:
-        for run in pending:
-            label = " ".join([run["method"], *(f"{a}={run.get(a)}" for a in grid if run["method"] == "spectral"),
-                              f"seed={run['seed']}"])
-            t0 = time.perf_counter()
-            try:
-                # data-driven selectors see the first training batches, in the training order
-                calibration = calibration_batches(train_tokens, train_split.labels, int(cfg["batch_size"]),
-                                                  run["order_seed"])
-                model, counts = build_model(backbone.model, ds.num_labels, run, run["init_seed"], calibration)
-                if run["method"] == "spectral":
-                    from spectral_peft import trainable_parameters
-
-                    counts["trainable_params"] = int(trainable_parameters(model))
-                prefix = first_trainable_layer(model)
-                model.frozen_prefix = prefix or 0  # frozen layers never use dropout, cached or not
-                layer = None if cfg.get("no_cache") else prefix
-                tc = time.perf_counter()
-                train_view = cache.view(model, backbone.fingerprint, train_tokens, layer)
-                eval_view = cache.view(model, backbone.fingerprint, eval_tokens, layer)
-                spent = time.perf_counter() - tc
-                cache_time += spent
-                # the per-step bar only on a terminal (a log file would get one line per update)
-                inner = tqdm(total=1, desc=label, unit="step", leave=False) if tqdm and sys.stderr.isatty() else None
-
-                def progress(step, total, loss, inner=inner):
-                    if inner is not None:
-                        inner.total = total
-                        inner.update(step - inner.n)
-                        if step % 10 == 0 or step == total:
-                            inner.set_postfix(loss=f"{loss:.3f}")
-
-                metrics = train_and_evaluate(
-                    model, train_view, train_split.labels, eval_view, eval_split.labels,
-                    TrainConfig(lr_adapter=float(run.get("lr_adapter") or 0.0), **train_cfg_base),
-                    seed=run["order_seed"], progress=progress)
-                save_predictions(out, run["run_key"], eval_index, eval_split.labels, metrics.pop("predictions"))
-                if inner is not None:
-                    inner.close()
-                wall = time.perf_counter() - t0 - spent
-                record = dict(run, **metrics, **counts, cached_layers=layer if layer is not None else 0,
-                              wall_time_s=round(wall, 3))
-            except Exception as e:  # one failed run must not lose the others
-                errors.append((label, traceback.format_exc()))
-                say(f"[{study.name}] run failed: {label}: {type(e).__name__}: {e}")
-                record = dict(run, status=f"error: {type(e).__name__}: {e}"[:300], accuracy=math.nan,
-                              wall_time_s=round(time.perf_counter() - t0, 3))
+        # workers only return rows (with the eval predictions); this loop alone writes files
+        for run, record in executor.map(execute_run, setup, pending, on_step=step_bar):
+            label = label_of(run)
+            if "traceback" in record:
+                errors.append((label, record["traceback"]))
+                say(f"[{study.name}] run failed: {label}: {record['status']}")
+            if record.get("cache_note") and record["cache_note"] not in notes:
+                notes.add(record["cache_note"])
+                say(f"[{study.name}] {record['cache_note']} ({run['method']} runs)")
+            for k, v in (record.get("cache_stats") or {}).items():
+                cache_stats[k] += v
+            if "predictions" in record:
+                save_predictions(out, run["run_key"], ws.eval_index, eval_split.labels, record.pop("predictions"))
             rows.append({c: _fmt(record.get(c)) for c in COLUMNS})
             _write_rows(csv_path, rows)
             completed += 1
@@ -482,8 +480,8 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
             status=status,
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             elapsed_s=round(time.time() - started, 2),
-            cache={"hits": cache.hits, "misses": cache.misses, "disk_hits": cache.disk_hits,
-                   "build_time_s": round(cache_time, 2), "disk_dir": cfg.get("cache_dir")},
+            cache=dict(cache_stats, build_time_s=round(cache_stats["build_time_s"], 2), disk_dir=cfg.get("cache_dir"),
+                       notes=sorted(notes)),
             outputs=["results.csv", "manifest.json"] + [Path(p).name for p in outputs],
             errors=[{"run": label, "traceback": tb} for label, tb in errors],
             statistics=verdict,

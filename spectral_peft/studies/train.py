@@ -1,15 +1,20 @@
 """Training and evaluation: AdamW with separate learning rates for the adapter and the head,
-linear warmup then linear decay, seeded shuffling, accuracy on a held-out split."""
+linear warmup then linear decay, seeded shuffling, accuracy on a held-out split.
+
+Targets are per example (class labels, classify) or per token (answer token ids and -100
+elsewhere, generate); the model's ``loss`` knows which. Generation is scored by exact match of the
+greedily generated label text (:class:`GenerationTargets`). Batches go to the model's device.
+"""
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-__all__ = ["TrainConfig", "evaluate", "param_groups", "seed_everything", "train_and_evaluate"]
+__all__ = ["GenerationTargets", "TrainConfig", "evaluate", "param_groups", "seed_everything", "train_and_evaluate"]
 
 
 @dataclass(frozen=True)
@@ -79,36 +84,115 @@ def epoch_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator, 
     return [batches[i] for i in shuffle.tolist()]
 
 
+@dataclass
+class GenerationTargets:
+    """What scoring a generate task needs: per-token targets of prompt + answer (teacher-forced
+    loss), the prompts alone (token ids, unpadded) and the label index of each example."""
+
+    tokens: torch.Tensor  # (examples, width): answer token ids, -100 elsewhere
+    prompts: list[list[int]]
+    labels: torch.Tensor  # (examples,) label index
+    label_names: list[str]
+    pad_id: int
+    eos_id: int
+    max_new_tokens: int
+    decode: object = field(repr=False, default=None)  # token ids -> text
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 def _forward(model, view, x, mask):
     return model(x, mask) if view.layer is None else model.forward_from(x, mask, view.layer)
 
 
-@torch.no_grad()
-def evaluate(model, view, labels: torch.Tensor, batch_size: int = 256) -> dict:
-    was_training = model.training
-    model.eval()
-    pred = torch.empty(len(view), dtype=torch.long)
-    loss_sum = 0.0
-    order = torch.sort(view.lengths, stable=True).indices  # similar lengths together: less padding
-    for index in order.split(batch_size):
-        x, mask = view.batch(index)
-        logits = _forward(model, view, x, mask)
-        loss_sum += nn.functional.cross_entropy(logits, labels[index], reduction="sum").item()
-        pred[index] = logits.argmax(-1)
-    model.train(was_training)
-    acc = (pred == labels).double().mean().item()
+def _batch(view, targets: torch.Tensor, index: torch.Tensor, device):
+    x, mask = view.batch(index)
+    y = targets[index]
+    if y.ndim == 2:  # per-token targets: cut to the batch's width like the ids
+        y = y[:, : mask.shape[1]]
+    return x.to(device), mask.to(device), y.to(device)
+
+
+def _macro_f1(pred: torch.Tensor, labels: torch.Tensor) -> float:
     f1s = []
     for c in torch.unique(labels).tolist():  # macro-F1 over classes present in the eval split
         tp = ((pred == c) & (labels == c)).sum().item()
         fp = ((pred == c) & (labels != c)).sum().item()
         fn = ((pred != c) & (labels == c)).sum().item()
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return {"accuracy": acc, "macro_f1": sum(f1s) / len(f1s), "eval_loss": loss_sum / len(view), "predictions": pred}
+    return sum(f1s) / len(f1s)
+
+
+@torch.no_grad()
+def generate_labels(model, targets: GenerationTargets, batch_size: int = 64) -> list[str]:
+    """Greedy generation after each prompt (left-padded batches), cut at the end-of-text token."""
+    device = _device(model)
+    out: list[str] = [""] * len(targets)
+    order = sorted(range(len(targets)), key=lambda i: len(targets.prompts[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(targets.prompts[i]) for i in rows)
+        ids = torch.full((len(rows), width), targets.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for r, i in enumerate(rows):
+            p = targets.prompts[i]
+            ids[r, width - len(p):] = torch.tensor(p)
+            mask[r, width - len(p):] = 1
+        generated = model.backbone.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=targets.max_new_tokens,
+            do_sample=False, pad_token_id=targets.pad_id, eos_token_id=targets.eos_id)
+        for r, i in enumerate(rows):
+            new = generated[r, width:].tolist()
+            if targets.eos_id in new:
+                new = new[: new.index(targets.eos_id)]
+            out[i] = targets.decode(new).strip()
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, view, labels, batch_size: int = 256) -> dict:
+    """Accuracy, macro-F1 and mean loss on ``view``.
+
+    ``labels``: class indices (classify), or :class:`GenerationTargets` (generate: accuracy is the
+    exact match of the generated label text, the loss is the answer tokens' teacher-forced loss).
+    """
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    generation = isinstance(labels, GenerationTargets)
+    targets = labels.tokens if generation else labels
+    pred = torch.empty(len(view), dtype=torch.long)
+    loss_sum, count = 0.0, 0
+    order = torch.sort(view.lengths, stable=True).indices  # similar lengths together: less padding
+    for index in order.split(batch_size):
+        x, mask, y = _batch(view, targets, index, device)
+        logits = _forward(model, view, x, mask)
+        loss_sum += model.loss(logits, y, reduction="sum").item()
+        count += int((y[:, 1:] != -100).sum()) if generation else len(index)
+        if not generation:
+            pred[index] = logits.argmax(-1).cpu()
+    if generation:
+        texts = generate_labels(model, labels, batch_size=min(batch_size, 64))
+        index = {name: i for i, name in enumerate(labels.label_names)}
+        pred = torch.tensor([index.get(t, -1) for t in texts], dtype=torch.long)
+        labels = labels.labels
+    model.train(was_training)
+    acc = (pred == labels).double().mean().item()
+    return {"accuracy": acc, "macro_f1": _macro_f1(pred, labels), "eval_loss": loss_sum / max(1, count),
+            "predictions": pred}
 
 
 def train_and_evaluate(model, train_view, train_labels, eval_view, eval_labels, cfg: TrainConfig,
                        seed: int, progress=None) -> dict:
     """Train the parameters of ``model`` that require grad; return metrics on the eval split.
+
+    ``train_labels`` are class indices or per-token targets; ``eval_labels`` class indices or
+    :class:`GenerationTargets` (see :func:`evaluate`).
 
     ``seed`` drives the data order and dropout. The metrics hold ``predictions``, the predicted
     label of every eval item. ``progress`` (optional) is called as ``progress(step, total_steps, loss)``.
@@ -133,10 +217,11 @@ def train_and_evaluate(model, train_view, train_labels, eval_view, eval_labels, 
     model.train()
     step, status, recent = 0, "ok", []
     lengths = train_view.lengths
+    device = _device(model)
     while step < total and status == "ok":
         for index in epoch_batches(lengths, cfg.batch_size, gen, cfg.bucket_batches):
-            x, mask = train_view.batch(index)
-            loss = nn.functional.cross_entropy(_forward(model, train_view, x, mask), train_labels[index])
+            x, mask, y = _batch(train_view, train_labels, index, device)
+            loss = model.loss(_forward(model, train_view, x, mask), y)
             if not torch.isfinite(loss):
                 status = "diverged"
                 break

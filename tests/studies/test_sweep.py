@@ -91,7 +91,7 @@ def test_sweep_runs_the_grid_resumes_and_repeats(tmp_path):
     assert manifest["runs"]["completed_now"] == 2 and len(_rows(a)) == 12
     # determinism: a fresh folder gets the same rows but for wall time
     assert run(sweep, b, *args) == 0
-    drop = ["wall_time_s"]
+    drop = ["wall_time_s"]  # timings measure machine load
     pd.testing.assert_frame_equal(_rows(b).drop(columns=drop), df.drop(columns=drop))
 
 
