@@ -11,18 +11,24 @@ and S is zero except at n chosen (trainable) positions::
 from .adapter import SpectralAdapter
 from .bases import SpectralBasis, get_basis, list_bases, register_basis, unregister_basis
 from .config import SpectralConfig
-from .inject import adapters, get_config, inject, merge_and_unload, set_route, trainable_parameters
+from .convert import LoraExport, from_peft, peft_positions, to_lora, to_peft
+from .inject import (
+    adapters, get_config, inject, mark_trainable, merge_and_unload, print_trainable_parameters, set_route,
+    trainable_parameters, trainable_summary,
+)
 from .selectors import Selector, get_selector, list_selectors, register_selector
 from .serialization import load_adapters, save_adapters
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LoraExport",
     "SpectralAdapter",
     "SpectralBasis",
     "SpectralConfig",
     "Selector",
     "adapters",
+    "from_peft",
     "get_basis",
     "get_config",
     "get_selector",
@@ -30,12 +36,18 @@ __all__ = [
     "list_bases",
     "list_selectors",
     "load_adapters",
+    "mark_trainable",
     "merge_and_unload",
+    "peft_positions",
+    "print_trainable_parameters",
     "register_basis",
     "register_selector",
     "save_adapters",
     "set_route",
+    "to_lora",
+    "to_peft",
     "trainable_parameters",
+    "trainable_summary",
     "unregister_basis",
     "__version__",
 ]

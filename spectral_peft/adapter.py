@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bases import SpectralBasis
+from .distributed import add_to_parameter, full_tensor, is_sharded
 from .fastpath.functions import DenseLinear, MergedLinear, SparseLinear, sparse_delta_output
 from .fastpath.plan import ROUTES, AdapterPlan, choose_route
 
@@ -308,11 +309,17 @@ class SpectralAdapter(nn.Module):
         self._weight_cache = None
 
     @torch.no_grad()
-    def merge(self) -> None:
-        """W0 ← W0 + ΔW (the forward pass then costs exactly what the base layer costs)."""
+    def merge(self, safe_merge: bool = False) -> None:
+        """W0 ← W0 + ΔW (the forward pass then costs exactly what the base layer costs).
+
+        With ``safe_merge`` (peft's name) the merged weight is checked first and ``ValueError`` is
+        raised, leaving W0 unchanged, if ΔW or W0 + ΔW has a NaN or infinite entry. On a resharded
+        FSDP2 layer the coefficients are gathered and each rank updates its own shard (use
+        :func:`~spectral_peft.merge_and_unload`, which reshards first).
+        """
         if self.merged:
             raise RuntimeError("adapter is already merged; call unmerge() first")
-        self._add_to_weight(self.delta_weight())
+        self._add_to_weight(self._delta_for_merge(), require_finite=safe_merge)
         self.clear_cache()
         self.merged = True
 
@@ -321,16 +328,22 @@ class SpectralAdapter(nn.Module):
         """W0 ← W0 − ΔW (exact up to the rounding of the weight dtype)."""
         if not self.merged:
             raise RuntimeError("adapter is not merged")
-        self._add_to_weight(-self.delta_weight())
+        self._add_to_weight(-self._delta_for_merge())
         self.clear_cache()
         self.merged = False
 
-    def _add_to_weight(self, delta: torch.Tensor) -> None:
-        weight = self.base_layer.weight
-        if self.fan_in_fan_out:
-            delta = delta.T
-        compute = torch.promote_types(weight.dtype, torch.float32)
-        weight.copy_((weight.to(compute) + delta.to(device=weight.device, dtype=compute)).to(weight.dtype))
+    def _delta_for_merge(self) -> torch.Tensor:
+        """:meth:`delta_weight`, with the coefficients all-gathered first if they are sharded."""
+        if not is_sharded(self.coefficients):
+            return self.delta_weight()
+        coefficients = full_tensor(self.coefficients)
+        dense = coefficients.new_zeros(self.out_features * self.in_features).index_put((self.positions,), coefficients)
+        return self.alpha * self.basis.inverse(dense.view(self.out_features, self.in_features))
+
+    def _add_to_weight(self, delta: torch.Tensor, require_finite: bool = False) -> None:
+        if require_finite and not torch.isfinite(delta).all():
+            raise ValueError("ΔW contains NaN or inf entries (non-finite coefficients?); the weight was left unchanged")
+        add_to_parameter(self.base_layer.weight, delta.T if self.fan_in_fan_out else delta, require_finite)
 
     def extra_repr(self) -> str:
         return (

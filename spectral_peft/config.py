@@ -32,6 +32,10 @@ class SpectralConfig:
         target_modules: module-name suffixes (``["query", "value"]`` matches ``...attention.self.query``)
             or one regular expression string that must match the full module name.
         exclude_modules: suffixes or a regex of modules to leave alone even if targeted.
+        modules_to_save: suffixes or a regex of further modules (a classification head, say) that
+            stay trainable after :func:`~spectral_peft.inject` and are saved with the adapter by
+            :func:`~spectral_peft.save_adapters` (peft's ``modules_to_save``). They are trained in
+            place, not copied.
     """
 
     basis: str = "dht"
@@ -45,10 +49,11 @@ class SpectralConfig:
     share_positions: bool = False
     target_modules: tuple[str, ...] | str = ("query", "value")
     exclude_modules: tuple[str, ...] | str | None = None
+    modules_to_save: tuple[str, ...] | str | None = None
 
     def __post_init__(self):
         # lists are accepted for convenience and stored as tuples so the config stays hashable-ish and immutable
-        for field in ("target_modules", "exclude_modules"):
+        for field in ("target_modules", "exclude_modules", "modules_to_save"):
             value = getattr(self, field)
             if isinstance(value, list):
                 object.__setattr__(self, field, tuple(value))
@@ -69,6 +74,7 @@ class SpectralConfig:
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         _check_patterns("target_modules", self.target_modules, allow_none=False)
         _check_patterns("exclude_modules", self.exclude_modules, allow_none=True)
+        _check_patterns("modules_to_save", self.modules_to_save, allow_none=True)
         self.build_basis()
         self.build_selector()
 

@@ -1,7 +1,7 @@
 """Ablation of δ, the share of adapter positions chosen by energy (the rest uniformly at random).
 
-    python studies/ablate_delta.py                      # quick preset, a few minutes on 2 CPU cores
-    python studies/ablate_delta.py --preset full        # 3 seeds, whole train and test split
+    python studies/ablate_delta.py                      # quick preset: δ = 0, 0.7, 1, 8 seeds, < 10 minutes
+    python studies/ablate_delta.py --preset full        # 7 δ, 36 seeds, whole train and test split (hours)
     python studies/ablate_delta.py --help
 
 δ = 0 is the random selector, δ = 1 the energy selector; SSH recommends δ = 0.7.

@@ -4,8 +4,7 @@
     python studies/ablate_n.py --preset full --basis dct --selector random
     python studies/ablate_n.py --help
 
-The LoRA reference has the rank whose parameter count is closest to the preset's n (see --help of
---n in the other studies); head-only training is the lower reference.
+LoRA runs at the rank closest in parameters to each n; head-only training is the lower reference.
 """
 import sys
 from pathlib import Path

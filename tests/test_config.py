@@ -15,8 +15,9 @@ def test_defaults_build_a_basis_and_a_selector():
 
 def test_lists_become_tuples_and_round_trip_through_dict():
     config = SpectralConfig(basis="wavelet", basis_options={"wavelet": "haar", "level": 2}, delta=0.3,
-                            target_modules=["q", "v"], exclude_modules=["layer.0.q"])
+                            target_modules=["q", "v"], exclude_modules=["layer.0.q"], modules_to_save=["classifier"])
     assert config.target_modules == ("q", "v")
+    assert config.modules_to_save == ("classifier",)
     assert SpectralConfig.from_dict(config.to_dict()) == config
 
 
@@ -42,6 +43,8 @@ def test_config_is_immutable_and_replace_copies():
         ({"target_modules": "query("}, r"not a valid regular expression"),
         ({"basis": "wavelet", "basis_options": {"wavelet": "bior2.2"}}, r"not orthogonal"),
         ({"basis": "dct", "basis_options": {"level": 2}}, r"invalid options"),
+        ({"modules_to_save": []}, r"modules_to_save must be a non-empty list .* \(or None\)"),
+        ({"modules_to_save": "head["}, r"modules_to_save='head\[' is not a valid regular expression"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(kwargs, message):

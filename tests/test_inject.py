@@ -9,7 +9,10 @@ import torch
 from torch import nn
 
 from tests.adapter_cases import BASIS_SELECTOR, TinyNet, make_config, randomize_coefficients, tiny_input
-from spectral_peft import SpectralAdapter, SpectralConfig, adapters, get_config, inject, merge_and_unload
+from spectral_peft import (
+    SpectralAdapter, SpectralConfig, adapters, get_config, inject, mark_trainable, merge_and_unload,
+    print_trainable_parameters, trainable_summary,
+)
 
 
 @pytest.mark.parametrize("basis, selector", BASIS_SELECTOR)
@@ -151,7 +154,7 @@ def test_random_selection_does_not_need_finite_weights():
 
 def test_injecting_twice_is_an_error():
     model = inject(TinyNet(), make_config("dht", "energy"))
-    with pytest.raises(ValueError, match="already has spectral adapters"):
+    with pytest.raises(ValueError, match=r"already adapted: it has 2 spectral adapter\(s\).*use load_adapters\(model, path\)"):
         inject(model, make_config("dct", "energy"))
 
 
@@ -165,3 +168,95 @@ def test_inject_does_not_touch_a_deep_copy_of_the_model():
     twin = copy.deepcopy(base)
     inject(twin, make_config("dht", "energy"))
     assert type(base.up) is nn.Linear
+
+
+# ---------------------------------------------------------------- modules_to_save and the summary
+def test_modules_to_save_stay_trainable_and_everything_else_but_coefficients_is_frozen():
+    model = inject(TinyNet(), make_config("dct", "energy", target_modules=["up"], modules_to_save=["head"]))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"up.coefficients", "head.weight", "head.bias"}
+
+
+def test_trainable_summary_counts_coefficients_saved_modules_and_all_parameters(capsys):
+    model = inject(TinyNet(), make_config("dct", "energy", modules_to_save=["head"]))
+    head = 6 * 24 + 6
+    total = sum(p.numel() for p in TinyNet().parameters()) + 2 * 20
+    expected = (f"trainable params: {40 + head:,} (spectral coefficients 40, modules_to_save {head}, other 0) "
+                f"|| all params: {total:,} || trainable%: {100 * (40 + head) / total:.4f}")
+    assert trainable_summary(model) == expected
+    print_trainable_parameters(model)
+    assert capsys.readouterr().out.strip() == expected
+
+
+def test_modules_to_save_matching_nothing_lists_module_names():
+    with pytest.raises(ValueError, match=r"modules_to_save=\('classifier',\) matches no module; .*: down, head, up"):
+        inject(TinyNet(), make_config("dct", "energy", modules_to_save=["classifier"]))
+
+
+def test_a_module_cannot_be_both_adapted_and_saved_whole():
+    with pytest.raises(ValueError, match=r"modules_to_save matches 'up', which is or contains the targeted layer 'up'"):
+        inject(TinyNet(), make_config("dct", "energy", modules_to_save=["up"]))
+
+
+def test_mark_trainable_restores_what_another_library_froze():
+    model = inject(TinyNet(), make_config("dct", "energy", modules_to_save=["head"]))
+    model.requires_grad_(False)
+    mark_trainable(model)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        "up.coefficients", "down.coefficients", "head.weight", "head.bias"}
+
+
+# ---------------------------------------------------------------- tied weights
+class Tied(nn.Module):
+    """Two linear layers (and optionally an embedding) that share one weight tensor."""
+
+    def __init__(self, embedding: bool = False):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8, bias=False), nn.Linear(8, 8, bias=False)
+        self.b.weight = self.a.weight
+        if embedding:
+            self.embed = nn.Embedding(8, 8)
+            self.a.weight = self.embed.weight
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+def test_two_targets_sharing_one_weight_are_refused():
+    with pytest.raises(ValueError, match=r"layer 'a' shares its weight tensor with 'b.weight' \(tied weights\): both 'a' "
+                                         r"and 'b' are targeted.*exclude_modules=\['a'\]"):
+        inject(Tied(), SpectralConfig(basis="dct", selector="random", n=5, target_modules=["a", "b"]))
+
+
+def test_a_target_tied_to_another_module_is_refused_and_one_excluded_target_is_not():
+    with pytest.raises(ValueError, match=r"layer 'a' shares its weight tensor with 'embed.weight'.*would also change 'embed.weight'"):
+        inject(Tied(embedding=True), SpectralConfig(basis="dct", selector="random", n=5, target_modules=["a"]))
+    model = Tied()
+    model.b.weight = nn.Parameter(model.a.weight.detach().clone())  # untied: allowed
+    inject(model, SpectralConfig(basis="dct", selector="random", n=5, target_modules=["a", "b"]))
+    assert sorted(adapters(model)) == ["a", "b"]
+
+
+# ---------------------------------------------------------------- safe_merge
+def test_safe_merge_refuses_a_non_finite_delta_and_leaves_every_weight_unchanged():
+    model = inject(TinyNet(), make_config("dct", "energy"))
+    randomize_coefficients(model)
+    with torch.no_grad():
+        model.down.coefficients[3] = float("nan")
+    before = {name: a.base_layer.weight.clone() for name, a in adapters(model).items()}
+    with pytest.raises(ValueError, match=r"layer 'down': ΔW contains NaN or inf.*no layer was merged"):
+        merge_and_unload(model, safe_merge=True)
+    for name, adapter in adapters(model).items():  # 'up' was merged first and has been unmerged again
+        assert not adapter.merged
+        torch.testing.assert_close(adapter.base_layer.weight, before[name], atol=1e-6, rtol=0)
+
+
+def test_safe_merge_refuses_a_merged_weight_that_overflows():
+    model = inject(TinyNet(dtype=torch.float16), make_config("identity", "energy", target_modules=["up"]))
+    with torch.no_grad():
+        model.up.coefficients.fill_(1e5)  # finite in float32, inf once added into a float16 weight
+    with pytest.raises(ValueError, match=r"W0 \+ ΔW would contain NaN or inf"):
+        model.up.merge(safe_merge=True)
+    assert torch.isfinite(model.up.base_layer.weight).all() and not model.up.merged
+    model.up.merge()  # without the check the overflow is written, as in peft
+    assert not torch.isfinite(model.up.base_layer.weight).all()

@@ -22,6 +22,8 @@ def _d(key: str) -> str:
         if v is None:
             return "all"
         if isinstance(v, (list, tuple)):
+            if len(v) > 3 and all(isinstance(x, int) for x in v) and list(v) == list(range(v[0], v[0] + len(v))):
+                return f"{v[0]}..{v[-1]}"  # a run of seeds
             return ",".join(map(str, v)) or "none"
         return str(v)
 
@@ -46,18 +48,40 @@ def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
     g = p.add_argument_group("what to run")
     g.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="smoke: tiny random BERT + generated data (CI, seconds); quick: MiniLM + real data, "
-                   "1 seed, minutes; full: whole dataset, 3 seeds (default: quick)")
+                   "8 seeds, minutes; full: whole train split, 36 seeds, hours (default: quick)")
     g.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                    help=f"seeds to run, e.g. --seeds 0 1 2 {_d('seeds')}")
-    g.add_argument("--values", type=_csv_list(study.axis_type), metavar="LIST",
-                   help=f"grid of the ablated axis ({study.axis}), comma or space separated "
-                   f"(default per preset: {study.grid_help()})")
+    if study.sweep:
+        g.add_argument("--grid", nargs="+", metavar="AXIS=LIST",
+                       help="the factorial grid, one AXIS=V1,V2,... per axis; axes: basis, selector, n, delta, alpha; "
+                       "settings of axes outside the grid come from the options below; δ is dropped where the "
+                       f"selector takes none (default per preset: {study.grid_help()})")
+    else:
+        g.add_argument("--values", type=_csv_list(study.axis_type), metavar="LIST",
+                       help=f"grid of the ablated axis ({study.axis}), comma or space separated "
+                       f"(default per preset: {study.grid_help()})")
     g.add_argument("--references", type=_csv_list(str), metavar="LIST",
                    help="reference runs drawn as horizontal lines: any of head,lora,full; 'none' for none "
                    f"{_d('references')}; full fine-tuning trains all 22.7M weights and is slow on a CPU")
     g.add_argument("--out", metavar="DIR",
                    help=f"output folder for results.csv, manifest.json, results.md and plots "
                    f"(default: results/{study.name}_<preset>)")
+
+    g = p.add_argument_group("statistics (paired by seed; see spectral_peft.studies.stats)")
+    g.add_argument("--baseline", metavar="AXIS=VALUE",
+                   help="the configuration every grid point is compared with, e.g. delta=0, selector=random, "
+                   "basis=dht (several: basis=dht,selector=random); a bare value means the first grid axis "
+                   f"(default: {study.baseline or 'the first level of the first grid axis'}); LoRA at equal "
+                   "parameters is always a second reference")
+    g.add_argument("--margin", type=float, metavar="POINTS",
+                   help="equivalence margin of the TOST test, in accuracy points (default: 0.5)")
+    g.add_argument("--allow-mixed", action="store_true",
+                   help="append to a results.csv written by another commit, source or package versions "
+                   "(refused by default, naming what differs)")
+    for stream, what in (("position", "random positions of the selectors"),
+                         ("init", "head and LoRA initialisation"), ("order", "data order and dropout")):
+        g.add_argument(f"--{stream}-seed", type=int, metavar="S",
+                       help=f"hold the seed of the {what} at S in every run (default: derived from each run's seed)")
 
     g = p.add_argument_group("data")
     src = g.add_mutually_exclusive_group()
@@ -130,8 +154,18 @@ def resolve(study, args: argparse.Namespace) -> dict:
     bad = sorted(set(cfg["references"]) - {"head", "lora", "full"})
     if bad:
         raise SystemExit(f"error: unknown reference(s) {bad}; choose from head, lora, full, none")
-    if not cfg.get("values"):
+    if study.sweep:
+        from .grid import parse_grid
+
+        cfg["grid_given"] = bool(cfg.get("grid"))
+        cfg["grid"] = parse_grid(cfg["grid"]) if cfg.get("grid") else study.default_grid(cfg)
+        for axis in study.fixed:
+            cfg["grid"].pop(axis, None)
+    elif not cfg.get("values"):
         cfg["values"] = study.default_grid(cfg)
+    cfg.setdefault("margin", 0.5)
+    if cfg["margin"] <= 0:
+        raise SystemExit(f"error: --margin must be positive, got {cfg['margin']}")
     if not cfg.get("out"):
         cfg["out"] = f"results/{study.name}_{args.preset}"
     return cfg

@@ -2,6 +2,8 @@
 
     spectral-peft ablate-delta --preset quick
     spectral-peft ablate-basis --help
+    spectral-peft sweep --grid basis=dht,dct selector=random,mixed
+    spectral-peft report results/ablate_delta_quick results/sweep_quick --out results/report
     spectral-peft list
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ def _usage(available: dict) -> str:
     width = max(len(_command(n)) for n in available)
     for name, study in available.items():
         lines.append(f"  {_command(name):<{width}}  {study.title}")
+    lines += ["", "other commands:", f"  {'report':<{width}}  combined table (markdown + LaTeX) and figure from study folders"]
     return "\n".join(lines)
 
 
@@ -33,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     by_command = {_command(name): study for name, study in available.items()}
     command, rest = argv[0], argv[1:]
+    if command == "report":
+        from .report import main as report_main
+
+        return report_main(rest, prog="spectral-peft report")
     study = by_command.get(command) or available.get(command)
     if study is None:
         print(f"spectral-peft: unknown study {command!r}; studies: {', '.join(by_command)}", file=sys.stderr)

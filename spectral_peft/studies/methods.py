@@ -45,7 +45,8 @@ def comparable_lora_rank(backbone: nn.Module, layers, modules, n: int) -> int:
 def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int) -> tuple[SentenceClassifier, dict]:
     """A fresh classifier on a deep copy of ``backbone`` with ``run['method']`` applied.
 
-    Everything random (head init, LoRA init, spectral random positions) follows ``seed``.
+    The head and LoRA initialisation follow ``seed``; the spectral random positions follow
+    ``run["position_seed"]`` when the run has one (the runner derives it), else ``seed``.
     Returns the model and parameter counts.
     """
     method = run["method"]
@@ -60,7 +61,8 @@ def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int) -> t
 
         cfg = SpectralConfig(
             basis=run["basis"], basis_options=dict(run.get("basis_options") or {}), selector=run["selector"],
-            n=int(run["n"]), delta=None if run.get("delta") is None else float(run["delta"]), alpha=float(run["alpha"]), seed=seed,
+            n=int(run["n"]), delta=None if run.get("delta") is None else float(run["delta"]), alpha=float(run["alpha"]),
+            seed=int(run.get("position_seed", seed)),
             target_modules=targets,
         )
         adapted = len(matching_linears(model, targets))

@@ -1,5 +1,6 @@
-"""Plots (PNG + PDF) and a markdown table from results.csv: metric vs the ablated axis,
-mean ± std over seeds, reference methods as horizontal lines with a ±std band."""
+"""Plots (PNG + PDF) from a study's summary: the metric against the first grid axis with 95 %
+bootstrap CI bars (never ± std), one line per combination of the other grid axes (an interaction
+plot when the grid has two or more axes), and the references as horizontal lines with CI bands."""
 from __future__ import annotations
 
 import math
@@ -7,56 +8,14 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["plot_results", "summarize", "write_markdown"]
+from .grid import AXES
+
+__all__ = ["draw", "plot_results", "save_figure"]
 
 REF_STYLE = {"head": ("tab:gray", ":"), "lora": ("tab:red", "--"), "full": ("tab:green", "-.")}
 
 
-def _label(row) -> str:
-    m = row["method"]
-    if m == "head":
-        return "head only"
-    if m == "lora":
-        return f"LoRA r={int(row['lora_r'])}"
-    if m == "full":
-        return "full fine-tuning"
-    return f"{row['basis']} / {row['selector']}"
-
-
-def summarize(df, axis: str, metric: str = "accuracy"):
-    """One row per (method, axis value) with mean/std/count of ``metric`` over seeds."""
-    import pandas as pd
-
-    df = df.copy()
-    df["series"] = df.apply(_label, axis=1)
-    df["_x"] = df[axis].where(df["method"] == "spectral", "")
-    df["_x"] = df["_x"].fillna("")
-    order = list(dict.fromkeys(zip(df["method"], df["series"], df["_x"].astype(str))))
-    rows = []
-    for method, series, x in order:
-        g = df[(df["method"] == method) & (df["series"] == series) & (df["_x"].astype(str) == x)]
-        vals = g[metric].astype(float)
-        rows.append({
-            "method": method, "series": series, "x": g["_x"].iloc[0], "mean": vals.mean(),
-            "std": vals.std(ddof=1) if len(vals) > 1 else 0.0, "seeds": len(vals),
-            "macro_f1": g["macro_f1"].astype(float).mean() if "macro_f1" in g else math.nan,
-            "adapter_params": int(g["adapter_params"].iloc[0]), "trainable_params": int(g["trainable_params"].iloc[0]),
-            "wall_time_s": g["wall_time_s"].astype(float).mean(),
-        })
-    return pd.DataFrame(rows)
-
-
-def _spectral_desc(df, study, basis: bool = True) -> str:
-    """e.g. 'dht / mixed δ=0.7' (leaving out the ablated axis)."""
-    r = df[df["method"] == "spectral"].iloc[0]
-    parts = [] if not basis or study.axis == "basis" else [f"{r['basis']} /"]
-    parts.append(str(r["selector"]))
-    if study.axis != "delta" and str(r.get("delta", "")) not in ("", "nan"):
-        parts.append(f"δ={float(r['delta']):g}")
-    return " ".join(parts)
-
-
-def _atomic_savefig(fig, path: Path, fmt: str) -> None:
+def save_figure(fig, path: Path, fmt: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=f".{fmt}.tmp")
     os.close(fd)
     try:
@@ -67,7 +26,47 @@ def _atomic_savefig(fig, path: Path, fmt: str) -> None:
             os.unlink(tmp)
 
 
-def plot_results(df, study, out_dir: str | Path, metric: str = "accuracy") -> list[Path]:
+def _yerr(rows):
+    """Asymmetric CI bar lengths; 0 where there is no CI (one seed)."""
+    low = [0.0 if math.isnan(lo) else m - lo for m, lo in zip(rows["mean"], rows["ci_low"])]
+    high = [0.0 if math.isnan(hi) else hi - m for m, hi in zip(rows["mean"], rows["ci_high"])]
+    return [low, high]
+
+
+def draw(ax, summary, grid: dict, log_x: bool = False, categorical: bool | None = None, label_prefix: str = "") -> None:
+    """Draw one study's summary on ``ax`` (used by the study plot and the combined report figure)."""
+    spec = summary[summary["method"] == "spectral"]
+    refs = summary[summary["method"] != "spectral"]
+    axes = list(grid)
+    x_axis = axes[0] if axes else None
+    others = axes[1:]
+    if x_axis is not None and len(spec):
+        levels = list(dict.fromkeys(spec[x_axis]))
+        numeric = (not categorical and AXES[x_axis] is not str and "—" not in levels)
+        series = spec.groupby([spec[a] for a in others], sort=False) if others else [((), spec)]
+        for i, (values, rows) in enumerate(series):
+            values = values if isinstance(values, tuple) else (values,)
+            name = ", ".join(f"{a}={v}" for a, v in zip(others, values) if v != "—") or "spectral"
+            xs = ([float(v) for v in rows[x_axis]] if numeric else [levels.index(v) for v in rows[x_axis]])
+            offset = 0.0 if numeric or len(series) == 1 else (i - (len(series) - 1) / 2) * 0.08
+            ax.errorbar([x + offset for x in xs], rows["mean"], yerr=_yerr(rows), fmt="o-" if len(xs) > 1 else "o",
+                        capsize=4, label=f"{label_prefix}{name}, mean [95% CI]")
+        if numeric:
+            if log_x:
+                ax.set_xscale("log")
+        else:
+            ax.set_xticks(range(len(levels)), levels, rotation=20)
+            ax.set_xlim(-0.6, len(levels) - 0.4)
+        ax.set_xlabel(x_axis)
+    for r in refs.itertuples():
+        color, style = REF_STYLE.get(r.method, ("black", "-"))
+        ax.axhline(r.mean, color=color, linestyle=style,
+                   label=f"{label_prefix}{r.point} ({r.adapter_params:,} adapter params): {r.mean:.1f}")
+        if not math.isnan(r.ci_low):
+            ax.axhspan(r.ci_low, r.ci_high, color=color, alpha=0.12, linewidth=0)
+
+
+def plot_results(summary, grid: dict, study, out_dir: str | Path, meta: dict, metric: str = "accuracy") -> list[Path]:
     """Write ``<study>.png`` and ``<study>.pdf`` into ``out_dir``; returns their paths."""
     import matplotlib
 
@@ -75,62 +74,20 @@ def plot_results(df, study, out_dir: str | Path, metric: str = "accuracy") -> li
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    summary = summarize(df, study.axis, metric)
-    spec = summary[summary["method"] == "spectral"]
-    refs = summary[summary["method"] != "spectral"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    scale = 100.0
-    if len(spec):
-        if study.categorical:
-            xs = list(range(len(spec)))
-            ax.errorbar(xs, spec["mean"] * scale, yerr=spec["std"] * scale, fmt="o", capsize=4,
-                        color="tab:blue", label=f"spectral, {_spectral_desc(df, study, basis=False)}, mean ± std")
-            ax.set_xticks(xs, [str(x) for x in spec["x"]], rotation=20)
-            ax.set_xlim(-0.6, len(xs) - 0.4)
-        else:
-            xs = spec["x"].astype(float).to_numpy()
-            ax.errorbar(xs, spec["mean"] * scale, yerr=spec["std"] * scale, fmt="o-", capsize=4,
-                        color="tab:blue", label=f"spectral {_spectral_desc(df, study)}, mean ± std")
-            if study.log_x:
-                ax.set_xscale("log")
-    for _, r in refs.iterrows():
-        color, style = REF_STYLE.get(r["method"], ("black", "-"))
-        m, s = r["mean"] * scale, r["std"] * scale
-        ax.axhline(m, color=color, linestyle=style,
-                   label=f"{r['series']} ({r['adapter_params']:,} adapter params): {m:.1f}")
-        if s > 0:
-            ax.axhspan(m - s, m + s, color=color, alpha=0.12, linewidth=0)
-    first = df.iloc[0]
-    seeds = df["seed"].nunique()
-    ax.set_xlabel(study.axis_label)
-    ax.set_ylabel(f"{first['eval_split']} {metric.replace('_', ' ')} (%)")
-    where = f"{first['dataset']}, {first['backbone']}, {seeds} seed{'s' if seeds != 1 else ''}"
-    extra = "" if study.axis == "n" else f", n={int(first['n'])}" if str(first.get("n", "")) not in ("", "nan") else ""
-    ax.set_title(f"{study.title} ({where}{extra})", fontsize=10)
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    draw(ax, summary, grid, log_x=study.log_x, categorical=study.categorical)
+    if len(grid) == 1 and study.axis_label:
+        ax.set_xlabel(study.axis_label)
+    seeds = int(summary["seeds"].max())
+    ax.set_ylabel(f"{meta.get('eval_split', '')} {metric.replace('_', ' ')} (%)")
+    ax.set_title(f"{study.title} ({meta.get('dataset')}, {meta.get('backbone')}, {seeds} seed{'s' if seeds != 1 else ''}; "
+                 "bars: 95% bootstrap CI over seeds)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     paths = []
     for fmt in ("png", "pdf"):
         path = out_dir / f"{study.name}.{fmt}"
-        _atomic_savefig(fig, path, fmt)
+        save_figure(fig, path, fmt)
         paths.append(path)
     plt.close(fig)
     return paths
-
-
-def write_markdown(df, study, path: str | Path, metric: str = "accuracy") -> None:
-    s = summarize(df, study.axis, metric)
-    header = f"| {study.axis} | method | {metric} (%) mean ± std | macro-F1 (%) | adapter params | trainable params | seeds | s/run |"
-    lines = [header, "|" + "---|" * 8]
-    for _, r in s.iterrows():
-        x = r["x"] if r["method"] == "spectral" else "—"
-        lines.append(
-            f"| {x} | {r['series']} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {100 * r['macro_f1']:.2f} | "
-            f"{r['adapter_params']:,} | {r['trainable_params']:,} | {r['seeds']} | {r['wall_time_s']:.1f} |"
-        )
-    text = "\n".join(lines) + "\n"
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".md.tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

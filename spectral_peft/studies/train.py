@@ -103,14 +103,15 @@ def evaluate(model, view, labels: torch.Tensor, batch_size: int = 256) -> dict:
         fp = ((pred == c) & (labels != c)).sum().item()
         fn = ((pred != c) & (labels == c)).sum().item()
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return {"accuracy": acc, "macro_f1": sum(f1s) / len(f1s), "eval_loss": loss_sum / len(view)}
+    return {"accuracy": acc, "macro_f1": sum(f1s) / len(f1s), "eval_loss": loss_sum / len(view), "predictions": pred}
 
 
 def train_and_evaluate(model, train_view, train_labels, eval_view, eval_labels, cfg: TrainConfig,
                        seed: int, progress=None) -> dict:
     """Train the parameters of ``model`` that require grad; return metrics on the eval split.
 
-    ``progress`` (optional) is called as ``progress(step, total_steps, loss)``.
+    ``seed`` drives the data order and dropout. The metrics hold ``predictions``, the predicted
+    label of every eval item. ``progress`` (optional) is called as ``progress(step, total_steps, loss)``.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -128,6 +129,7 @@ def train_and_evaluate(model, train_view, train_labels, eval_view, eval_labels, 
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout: part of the order stream, independent of the initialisation seed
     model.train()
     step, status, recent = 0, "ok", []
     lengths = train_view.lengths

@@ -18,7 +18,7 @@ def test_minilm_on_real_data_beats_chance(tmp_path):
     study = load_study("ablate_delta")
     out = tmp_path / "real"
     code = run_study(study, [
-        "--preset", "quick", "--dataset", "trec", "--values", "0.7", "--references", "head",
+        "--preset", "quick", "--seeds", "0", "--dataset", "trec", "--values", "0.7", "--references", "head",
         "--train-size", "320", "--eval-size", "200", "--max-steps", "30", "--out", str(out), "--quiet",
     ])
     assert code == 0

@@ -1,5 +1,6 @@
 """Every study end to end on the smoke preset: tiny random BERT + generated data."""
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -17,14 +18,23 @@ def test_smoke_study_end_to_end(study, tmp_path):
 
     df = pd.read_csv(out / "results.csv", keep_default_na=False)
     grid = study.default_grid({"preset": "smoke"})
+    # a sweep's smoke grid (basis × selector) has no axis that drops out: every combination runs
+    points = math.prod(len(v) for v in grid.values()) if study.sweep else len(grid)
     spectral = df[df["method"] == "spectral"]
     refs = df[df["method"] != "spectral"]
-    assert len(df) == len(grid) + 2 and len(spectral) == len(grid)
-    assert sorted(refs["method"]) == ["head", "lora"]
+    # LoRA once per rank closest in parameters to some n of the grid: r·(32 + 32) per 32×32 layer
+    ranks = sorted({max(1, round(int(n) / 64)) for n in spectral["n"]})
+    assert sorted(refs[refs["method"] == "lora"]["lora_r"].astype(int)) == ranks
+    assert len(df) == points + 1 + len(ranks) and len(spectral) == points
+    assert sorted(set(refs["method"])) == ["head", "lora"]
     assert list(df.columns[: len(COLUMNS)]) == COLUMNS
     assert df["run_key"].is_unique
     assert (df["status"] == "ok").all() and (df["study"] == study.name).all()
-    assert [study.axis_type(v) for v in spectral[study.axis]] == [study.axis_type(v) for v in grid]
+    if study.sweep:
+        combos = list(zip(spectral["basis"], spectral["selector"]))
+        assert combos == [(b, s) for b in grid["basis"] for s in grid["selector"]]
+    else:
+        assert [study.axis_type(v) for v in spectral[study.axis]] == [study.axis_type(v) for v in grid]
     assert df["accuracy"].astype(float).between(0, 1).all()
     assert (df["wall_time_s"].astype(float) > 0).all()
     assert (df["seed"] == 0).all()
@@ -34,8 +44,8 @@ def test_smoke_study_end_to_end(study, tmp_path):
     n = spectral["n"].astype(int)
     assert (spectral["adapter_params"] == n * spectral["adapted_modules"]).all()
     assert (spectral["trainable_params"] == spectral["adapter_params"] + head_params).all()
-    lora = refs[refs["method"] == "lora"].iloc[0]
-    assert lora["adapter_params"] == int(lora["lora_r"]) * (32 + 32) * 2
+    lora = refs[refs["method"] == "lora"]
+    assert (lora["adapter_params"] == lora["lora_r"].astype(int) * (32 + 32) * 2).all()
     assert refs[refs["method"] == "head"].iloc[0]["trainable_params"] == head_params
 
     manifest = json.loads((out / "manifest.json").read_text())
@@ -54,7 +64,21 @@ def test_smoke_study_end_to_end(study, tmp_path):
     for ext in ("png", "pdf"):
         path = out / f"{study.name}.{ext}"
         assert path.is_file() and path.stat().st_size > 1000
-    assert (out / "results.md").read_text().count("\n") == len(df) + 2
+    text = (out / "results.md").read_text()
+    table = [line for line in text.split("\n\n")[0].splitlines() if line.startswith("| ")]
+    assert len(table) == len(df) + 1  # header + one row per configuration (one seed each)
+    assert "± 0.00" not in text and "[n/a]" in text  # one seed: no spread, said so
+    assert "Significant after Holm" in text and "s/run" not in text  # wall time is no comparison
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == len(df) and (summary["seeds"] == 1).all() and summary["ci_low"].isna().all()
+    # per-example predictions of every run: they reproduce its accuracy, on the eval split's labels
+    import numpy as np
+
+    test_labels = make_smoke_dataset()["test"].labels.numpy()
+    for r in df.itertuples():
+        saved = np.load(out / "predictions" / f"{r.run_key}.npz")
+        assert np.array_equal(saved["label"], test_labels[saved["eval_index"]])
+        assert (saved["prediction"] == saved["label"]).mean() == pytest.approx(float(r.accuracy))
 
 
 def test_data_dir_and_overrides(tmp_path):

@@ -34,6 +34,7 @@ STUDY = BasisStudy(
     grids=registered_bases,
     axis_type=str,
     categorical=True,
+    baseline="basis=dht",
     basis_options_help='options per basis as JSON mapping a basis name to its options, e.g. '
     '\'{"wavelet": {"wavelet": "db2"}}\' (default: each basis\'s defaults)',
 )

@@ -4,8 +4,9 @@
     python studies/ablate_n.py --preset full --basis dct --selector random
     python studies/ablate_n.py --help
 
-The LoRA reference has the rank whose parameter count is closest to the preset's n (see --help of
---n in the other studies); head-only training is the lower reference.
+LoRA runs once per distinct rank: for each n, the rank whose parameter count is closest to n
+(each point is compared with its own LoRA at equal parameters); head-only training is the lower
+reference. The baseline of the paired comparisons is the first n of the grid.
 """
 from __future__ import annotations
 

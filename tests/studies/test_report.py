@@ -1,0 +1,107 @@
+"""summary.csv against hand-computed paired numbers, and report.py against the folders' summaries."""
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from .helpers import REPO, load_study, run  # noqa: I001  (puts the repo root on sys.path)
+from spectral_peft.studies import analysis, stats  # noqa: E402
+from spectral_peft.studies.report import main as report_main, read_summary  # noqa: E402
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _synthetic_rows(seeds=8):
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(seeds):
+        shared = rng.normal(0, 0.01)
+        for delta, shift in ((0.0, 0.0), (0.5, 0.03), (1.0, 0.0)):
+            rows.append(dict(method="spectral", seed=seed, basis="dht", selector="mixed", n=64, delta=delta, alpha=1.0,
+                             lora_r="", adapter_params=128, macro_f1=0.5,
+                             accuracy=0.8 + shared + shift + rng.normal(0, 0.003)))
+        for r, params in ((1, 128), (4, 512)):
+            rows.append(dict(method="lora", seed=seed, basis="", selector="", n="", delta="", alpha="", lora_r=r,
+                             adapter_params=params, macro_f1=0.5, accuracy=0.79 + shared + rng.normal(0, 0.003)))
+    return pd.DataFrame(rows)
+
+
+def test_summary_pairs_by_seed_against_hand_computation():
+    df = _synthetic_rows()
+    grid = {"delta": [0.0, 0.5, 1.0]}
+    s = analysis.summarize(df, grid, {"delta": 0.0})
+    by = s.set_index("point")
+    acc = {d: df[(df["method"] == "spectral") & (df["delta"] == d)].set_index("seed")["accuracy"] * 100
+           for d in (0.0, 0.5, 1.0)}
+    diff = acc[0.5] - acc[0.0]
+    assert by.loc["delta=0.5", "baseline_diff"] == pytest.approx(diff.mean())
+    assert by.loc["delta=0.5", "baseline_diff_sd"] == pytest.approx(diff.std(ddof=1))
+    assert by.loc["delta=0.5", "baseline_p"] == pytest.approx(stats.sign_flip_test(diff.to_numpy()))
+    p = [stats.sign_flip_test((acc[d] - acc[0.0]).to_numpy()) for d in (0.5, 1.0)]
+    np.testing.assert_allclose(by.loc[["delta=0.5", "delta=1"], "baseline_p_holm"], stats.holm(p))
+    assert by.loc["delta=0.5", "baseline_p_holm"] < 0.05 < by.loc["delta=1", "baseline_p_holm"]
+    assert by.loc["delta=0", "baseline_point"] == ""  # the baseline is not compared with itself
+    # LoRA at equal parameters: r = 1 (128 parameters), not r = 4
+    assert set(s[s["method"] == "spectral"]["lora_point"]) == {"LoRA r=1"}
+    assert by.loc["delta=0", "mean"] == pytest.approx(acc[0.0].mean())
+    assert by.loc["delta=0", "seeds"] == 8 and not np.isnan(by.loc["delta=0", "iqm"])
+    lines = analysis.verdict(s, {"delta": 0.0})
+    assert lines[0].endswith("1 of 2 comparisons (delta=0.5: +" + f"{by.loc['delta=0.5', 'baseline_diff']:.2f}"
+                             + f" points (Holm p = {by.loc['delta=0.5', 'baseline_p_holm']:.3f})).")
+
+
+def test_macro_f1_warning_names_rare_classes():
+    assert analysis.f1_warning({0: 40, 1: 3, 2: 1}).startswith("Macro-F1 is unstable here: 2 of 3 classes")
+    assert analysis.f1_warning({0: 40, 1: 30}) is None
+
+
+def _numbers(text):
+    return [float(x) for x in re.findall(r"-?\d+\.\d+", text)]
+
+
+def test_report_holds_the_folders_numbers(tmp_path):
+    a, b = tmp_path / "delta", tmp_path / "basis"
+    assert run(load_study("ablate_delta"), a, "--seeds", "0", "1", "2", "--max-steps", "4") == 0
+    assert run(load_study("ablate_basis"), b, "--values", "dht,dct", "--seeds", "0", "1", "--max-steps", "4") == 0
+    out = tmp_path / "report"
+    assert report_main([str(a), str(b), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    tex = (out / "report.tex").read_text()
+    assert (out / "report.png").stat().st_size > 1000 and (out / "report.pdf").is_file()
+    assert tex.startswith("\\begin{tabular}") and "\\bottomrule" in tex
+    body = [line for line in md.splitlines() if line.startswith("| ablate_")]
+    expected = []
+    for folder, name in ((a, "ablate_delta"), (b, "ablate_basis")):
+        summary = read_summary(folder / "summary.csv", {})
+        assert sum(line.startswith(f"| {name} |") for line in body) == len(summary)
+        for r in summary.to_dict("records"):
+            expected.append((name, r))
+    for line, (name, r) in zip(body, expected):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == name and cells[1] == r["point"]
+        assert _numbers(cells[2]) == pytest.approx([round(r[k], 2) for k in ("mean", "ci_low", "ci_high")], abs=0.006)
+        if r["baseline_point"]:
+            assert _numbers(cells[3]) == pytest.approx(
+                [round(r[k], 2) for k in ("baseline_diff", "baseline_diff_ci_low", "baseline_diff_ci_high")], abs=0.006)
+            assert cells[4] == ("<0.001" if r["baseline_p_holm"] < 0.001 else f"{r['baseline_p_holm']:.3f}")
+        if r["lora_point"]:
+            assert _numbers(cells[5])[0] == pytest.approx(round(r["lora_diff"], 2), abs=0.006)
+        assert cells[7] == str(r["seeds"])
+    # the same numbers in the LaTeX table
+    for _, r in expected:
+        assert f"{r['mean']:.2f} [" in tex
+
+
+def test_report_and_sweep_are_console_commands(tmp_path):
+    import subprocess
+    import sys
+
+    for command in ("report", "sweep"):
+        res = subprocess.run([sys.executable, "-m", "spectral_peft.studies", command, "--help"],
+                             capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith(f"usage: spectral-peft {command}")
+    res = subprocess.run([sys.executable, "-m", "spectral_peft.studies", "report", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert res.returncode != 0 and "no summary.csv" in res.stderr

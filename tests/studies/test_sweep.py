@@ -1,0 +1,132 @@
+"""The factorial sweep: the cross product, dropped non-applicable axes, resume, determinism, the
+named studies as one-axis sweeps, separate seed streams and the provenance guard."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from .helpers import load_study, run  # noqa: I001  (puts the repo root on sys.path)
+from spectral_peft.studies.grid import grid_points, parse_baseline, parse_grid  # noqa: E402
+from spectral_peft.studies.runner import derive_seeds  # noqa: E402
+
+pytestmark = pytest.mark.timeout(600)
+
+DEFAULTS = {"basis": "dht", "selector": "mixed", "n": 64, "delta": 0.7, "alpha": 1.0}
+FAST = ("--max-steps", "4")
+
+
+def test_cross_product_drops_axes_that_do_not_apply():
+    grid = parse_grid(["basis=dht,dct", "selector=energy,random,mixed", "delta=0.3,0.7"])
+    points = grid_points(grid, DEFAULTS)
+    # per basis: energy and random once (no δ), mixed once per δ -> 4, not 3 × 2 = 6
+    assert len(points) == 8
+    assert [(p["basis"], p["selector"], p["delta"]) for p in points[:4]] == [
+        ("dht", "energy", None), ("dht", "random", None), ("dht", "mixed", 0.3), ("dht", "mixed", 0.7)]
+    assert all(p["n"] == 64 and p["alpha"] == 1.0 for p in points)
+    assert len(grid_points(parse_grid(["n=16,64,256", "alpha=0.5,1"]), DEFAULTS)) == 6
+
+
+@pytest.mark.parametrize("items, message", [
+    (["depth=1,2"], "unknown grid axis"), (["n=a,b"], "takes int"), (["basis"], "AXIS=V1,V2"),
+    (["n=1,1"], "repeats"), (["n=1", "n=2"], "twice")])
+def test_bad_grids_are_refused(items, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        parse_grid(items)
+    assert message in str(err.value)
+
+
+def test_baseline_spec():
+    grid = {"delta": [0.0, 0.7]}
+    assert parse_baseline(None, grid) == {"delta": 0.0}
+    assert parse_baseline("0.7", grid) == {"delta": 0.7}
+    assert parse_baseline("selector=random,basis=dht", grid) == {"selector": "random", "basis": "dht"}
+
+
+def test_seed_streams_are_separate_and_derived():
+    a, b = derive_seeds(0), derive_seeds(1)
+    assert a == derive_seeds(0) and len({*a.values()}) == 3 and all(a[k] != b[k] for k in a)
+    held = derive_seeds(1, {"position": 5})
+    assert held["position_seed"] == 5 and held["init_seed"] == b["init_seed"]
+
+
+def test_held_position_seed_keeps_positions_and_varies_the_init():
+    from spectral_peft.studies.data import make_smoke_dataset
+    from spectral_peft.studies.methods import build_model
+    from spectral_peft.studies.model import load_backbone
+
+    ds = make_smoke_dataset()
+    bb = load_backbone("tiny-bert", train_texts=ds["train"].texts)
+    run_cfg = dict(method="spectral", basis="dht", selector="random", n=16, delta=None, alpha=1.0,
+                   layers=[1], modules=["query"])
+    models = [build_model(bb.model, 4, dict(run_cfg, **derive_seeds(s, {"position": 3})), derive_seeds(s)["init_seed"])[0]
+              for s in (0, 1)]
+    pos = [[b for n, b in m.named_buffers() if n.endswith("positions")][0] for m in models]
+    assert torch.equal(pos[0], pos[1])
+    assert not torch.equal(models[0].head.weight, models[1].head.weight)
+    free = build_model(bb.model, 4, dict(run_cfg, **derive_seeds(1)), derive_seeds(1)["init_seed"])[0]
+    assert not torch.equal([b for n, b in free.named_buffers() if n.endswith("positions")][0], pos[0])
+
+
+def _rows(out):
+    return pd.read_csv(out / "results.csv", keep_default_na=False, dtype=str)
+
+
+def test_sweep_runs_the_grid_resumes_and_repeats(tmp_path):
+    sweep = load_study("sweep")
+    a, b = tmp_path / "a", tmp_path / "b"
+    args = ("--grid", "selector=random,mixed", "delta=0.3,0.7", "--seeds", "0", "1", *FAST)
+    assert run(sweep, a, *args) == 0
+    df = _rows(a)
+    spectral = df[df["method"] == "spectral"]
+    assert list(zip(spectral["selector"], spectral["delta"]))[:3] == [("random", ""), ("mixed", "0.3"), ("mixed", "0.7")]
+    assert len(df) == 2 * (3 + 2)  # 3 points + head + LoRA per seed
+    text = (a / "results.md").read_text()
+    assert "Marginal over the other axes: selector" in text and (a / "sweep.png").is_file()
+    # resume: nothing left to do, then only the new level runs
+    assert run(sweep, a, *args) == 0
+    assert json.loads((a / "manifest.json").read_text())["runs"]["completed_now"] == 0
+    assert run(sweep, a, "--grid", "selector=random,mixed", "delta=0.3,0.7,1.0", "--seeds", "0", "1", *FAST) == 0
+    manifest = json.loads((a / "manifest.json").read_text())
+    assert manifest["runs"]["completed_now"] == 2 and len(_rows(a)) == 12
+    # determinism: a fresh folder gets the same rows but for wall time
+    assert run(sweep, b, *args) == 0
+    drop = ["wall_time_s"]
+    pd.testing.assert_frame_equal(_rows(b).drop(columns=drop), df.drop(columns=drop))
+
+
+@pytest.mark.parametrize("name, values, grid", [
+    ("ablate_delta", "0,1", ["delta=0,1", "selector=mixed"]),
+    ("ablate_basis", "dht,dct", ["basis=dht,dct"]),
+    ("ablate_n", "16,256", ["n=16,256"]),
+])
+def test_named_study_equals_its_sweep(tmp_path, name, values, grid):
+    named, sweep = tmp_path / "named", tmp_path / "sweep"
+    assert run(load_study(name), named, "--values", values, *FAST) == 0
+    assert run(load_study("sweep"), sweep, "--grid", *grid, *FAST) == 0
+    drop = ["study", "wall_time_s"]
+    pd.testing.assert_frame_equal(_rows(named).drop(columns=drop), _rows(sweep).drop(columns=drop))
+
+
+def test_mixed_provenance_is_refused_unless_allowed(tmp_path):
+    study = load_study("ablate_delta")
+    out = tmp_path / "out"
+    args = ("--values", "0.5", "--references", "none", *FAST)
+    assert run(study, out, *args) == 0
+    rows = _rows(out)
+    prov = json.loads((out / "provenance.json").read_text())
+    (entry,) = prov.values()
+    older = dict(entry, commit="0" * 40, packages=dict(entry["packages"], torch="0.0.1"))
+    prov["feedfacecafe"] = older
+    (out / "provenance.json").write_text(json.dumps(prov))
+    rows.assign(provenance="feedfacecafe").to_csv(out / "results.csv", index=False)
+    with pytest.raises(SystemExit) as err:
+        run(study, out, *args, "--seeds", "0", "1")
+    assert "torch 0.0.1 ->" in str(err.value) and "git commit 0000" in str(err.value)
+    assert run(study, out, *args) == 0  # nothing to append: no refusal
+    assert run(study, out, *args, "--seeds", "0", "1", "--allow-mixed") == 0
+    assert sorted(set(_rows(out)["provenance"])) == sorted(["feedfacecafe", *prov.keys() - {"feedfacecafe"}])
+    # rows from before provenance was recorded
+    _rows(out).drop(columns=["provenance"]).to_csv(out / "results.csv", index=False)
+    with pytest.raises(SystemExit, match="unknown provenance"):
+        run(study, out, *args, "--seeds", "0", "1", "2")
