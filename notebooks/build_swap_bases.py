@@ -154,7 +154,18 @@ CELLS = [
         def coefficients(basis_name, weight=W0):
             return get_basis(basis_name).forward(weight)
 
-        spectra = {name: coefficients(name) for name in list_bases()}
+        def transforms(name, shapes=((M, N), (4 * M, N), (M, 4 * N))):
+            # whether the basis's defaults take this model's layer shapes (wht needs powers of two)
+            try:
+                for shape in shapes:
+                    get_basis(name).check_shape(*shape)
+            except ValueError as err:
+                print(f"not used here: {err}")
+                return False
+            return True
+
+        BASES = [name for name in list_bases() if transforms(name)]
+        spectra = {name: coefficients(name) for name in BASES}
         for name, C in spectra.items():
             ratio = (C.norm() / W0.norm()).item()
             assert abs(ratio - 1) < 1e-9, (name, ratio)  # Parseval: every registered basis is orthonormal
@@ -268,7 +279,7 @@ CELLS = [
                 W = module.weight.detach().double()
                 k = W.numel() // 100
                 per_layer[f"{name} {W.shape[0]}x{W.shape[1]}"] = {
-                    basis: compaction(coefficients(basis, W))[k - 1] for basis in list_bases()
+                    basis: compaction(coefficients(basis, W))[k - 1] for basis in BASES
                 }
         pd.DataFrame(per_layer).T.rename_axis("layer 5: energy in the top 1%")
         """
@@ -516,7 +527,7 @@ CELLS = [
     code(
         r"""
         runs = {}
-        for basis in list_bases():
+        for basis in BASES:
             runs[basis] = finetune(basis)  # <- the one string that changes
             r = runs[basis]
             print(f"{basis:>14}: {r['trainable parameters']} trainable ({N_ADAPT} per layer x 2 layers), "

@@ -16,12 +16,14 @@ from .inject import (
     adapters, get_config, inject, mark_trainable, merge_and_unload, print_trainable_parameters, set_route,
     trainable_parameters, trainable_summary,
 )
+from .selection import Calibration, preview_positions
 from .selectors import Selector, get_selector, list_selectors, register_selector
 from .serialization import load_adapters, save_adapters
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Calibration",
     "LoraExport",
     "SpectralAdapter",
     "SpectralBasis",
@@ -39,6 +41,7 @@ __all__ = [
     "mark_trainable",
     "merge_and_unload",
     "peft_positions",
+    "preview_positions",
     "print_trainable_parameters",
     "register_basis",
     "register_selector",

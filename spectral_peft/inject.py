@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 import sys
-import zlib
 
 import torch
 from torch import nn
 
-from .adapter import SpectralAdapter, is_conv1d, linear_weight_shape
+from .adapter import SpectralAdapter, is_conv1d
 from .config import SpectralConfig, module_matches
 from .distributed import is_sharded
-from .selectors import check_count
+from .selection import choose_positions
 
 CONFIG_ATTRIBUTE = "spectral_peft_config"
 logger = logging.getLogger(__name__)
@@ -122,63 +121,8 @@ def find_targets(model: nn.Module, config: SpectralConfig) -> dict[str, nn.Modul
     return targets
 
 
-def layer_seed(seed: int, key: str) -> int:
-    """A stable per-layer seed derived from the config seed and the layer name (or shape key)."""
-    return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2**63 - 1)
-
-
-def select_positions(targets: dict[str, nn.Module], config: SpectralConfig) -> dict[str, torch.Tensor]:
-    """Chosen flat positions per target layer (see ``SpectralConfig.share_positions``)."""
-    basis, selector = config.build_basis(), config.build_selector()
-    shapes = {name: linear_weight_shape(m) for name, m in targets.items()}
-    for name, shape in shapes.items():
-        try:
-            basis.check_shape(*shape)
-            check_count(config.n, shape)
-        except ValueError as err:
-            raise ValueError(f"layer {name!r} ({shape[0]}x{shape[1]}): {err}") from err
-
-    def energy(names: list[str]) -> torch.Tensor | None:
-        if not selector.needs_scores:
-            return None
-        total = None
-        for name in names:
-            weight = _dense_weight(targets[name])
-            if not torch.isfinite(weight).all():
-                raise ValueError(
-                    f"layer {name!r} has NaN or inf weights; energy-based selection ({config.selector}) needs finite W0"
-                )
-            e = basis.forward(weight) ** 2
-            total = e if total is None else total + e
-        return total
-
-    if not config.share_positions:
-        return {
-            name: selector.select(
-                energy([name]), shapes[name], config.n, torch.Generator().manual_seed(layer_seed(config.seed, name))
-            )
-            for name in targets
-        }
-    groups: dict[tuple[int, int], list[str]] = {}
-    for name, shape in shapes.items():
-        groups.setdefault(shape, []).append(name)
-    positions = {}
-    for shape, names in groups.items():
-        # the same generator state for every shape, exactly as FourierFT draws its shared positions
-        chosen = selector.select(energy(names), shape, config.n, torch.Generator().manual_seed(config.seed))
-        positions.update({name: chosen for name in names})
-    return positions
-
-
-def _dense_weight(layer: nn.Module) -> torch.Tensor:
-    """W0 as an out × in float tensor (float32 unless the layer is float64)."""
-    weight = layer.weight.detach()
-    weight = weight.T if is_conv1d(layer) else weight
-    return weight.to(torch.promote_types(weight.dtype, torch.float32))
-
-
 def inject(
-    model: nn.Module, config: SpectralConfig, positions: dict[str, torch.Tensor] | None = None
+    model: nn.Module, config: SpectralConfig, positions: dict[str, torch.Tensor] | None = None, calibration=None
 ) -> nn.Module:
     """Replace the targeted linear layers of ``model`` by :class:`SpectralAdapter` in place.
 
@@ -194,8 +138,11 @@ def inject(
     Args:
         model: any ``nn.Module`` (a Hugging Face model, a plain stack of layers, ...).
         config: what to inject where.
-        positions: optional precomputed positions per layer name (used by :func:`load_adapters`);
-            by default they are chosen by the configured selector.
+        positions: optional precomputed positions per layer name (used by :func:`load_adapters`,
+            or from :func:`~spectral_peft.selection.preview_positions`); by default they are chosen
+            by the configured selector.
+        calibration: batches (or a :class:`~spectral_peft.selection.Calibration`) for selectors that
+            choose positions from data (``gradient``, ``learned``); ignored by the others.
 
     Raises:
         ValueError: the model is already adapted; targeted layers share a weight tensor (tied
@@ -217,7 +164,7 @@ def inject(
     check_shared_weights(model, targets)
     to_save = find_modules_to_save(model, config, targets)
     if positions is None:
-        positions = select_positions(targets, config)
+        positions = choose_positions(model, targets, config, calibration)
     elif set(positions) != set(targets):
         raise ValueError(
             f"positions are given for layers {sorted(positions)} but the config targets {sorted(targets)}"

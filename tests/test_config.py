@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spectral_peft import SpectralConfig
+from spectral_peft import SpectralConfig, list_selectors
 
 
 def test_defaults_build_a_basis_and_a_selector():
@@ -32,12 +32,14 @@ def test_config_is_immutable_and_replace_copies():
     "kwargs, message",
     [
         ({"basis": "hadamard"}, r"unknown basis 'hadamard'; registered bases: dct, dft, dht"),
-        ({"selector": "magnitude"}, r"unknown selector 'magnitude'; registered selectors: energy, mixed, random"),
+        ({"selector": "magnitude"}, r"unknown selector 'magnitude'; registered selectors: " + ", ".join(list_selectors())),
         ({"n": 0}, r"n must be an integer >= 1"),
         ({"n": 2.5}, r"n must be an integer >= 1"),
         ({"delta": 1.2}, r"delta must be a number in \[0, 1\]"),
         ({"delta": -0.1}, r"delta must be a number in \[0, 1\]"),
         ({"selector": "random", "delta": 0.5}, r"selector 'random' takes no delta"),
+        ({"basis": "patchwise:dct:4:2:x:y"}, r"basis spec 'patchwise:dct:4:2:x:y' has 5 arguments but 'patchwise' takes at most 4"),
+        ({"selector": "mixed:0.3", "delta": 0.5}, r"selector options \['delta'\] are given both in the spec and as options"),
         ({"alpha": float("nan")}, r"alpha must be a finite number"),
         ({"target_modules": []}, r"target_modules must be a non-empty list"),
         ({"target_modules": "query("}, r"not a valid regular expression"),
@@ -55,3 +57,13 @@ def test_bad_input_is_rejected_with_a_clear_message(kwargs, message):
 def test_from_dict_rejects_unknown_fields():
     with pytest.raises(ValueError, match=r"unknown SpectralConfig fields \['rank'\]"):
         SpectralConfig.from_dict({"rank": 8})
+
+
+def test_specs_give_constructor_arguments_in_order_and_round_trip():
+    config = SpectralConfig(basis="patchwise:dct:8:2", selector="band:high")
+    basis = config.build_basis()
+    assert (basis.inner_name, basis.block, basis.levels) == ("dct", (8, 8), 2)
+    assert config.build_selector().band == "high"
+    assert SpectralConfig(selector="mixed:0.25").build_selector().delta == 0.25
+    assert SpectralConfig(basis="dft:true").build_basis().fourierft_compat is True
+    assert SpectralConfig.from_dict(config.to_dict()) == config

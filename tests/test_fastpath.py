@@ -67,6 +67,10 @@ VARIANTS = (
         ("dft", {"fourierft_compat": True}),
         ("wavelet", {"wavelet": "haar", "level": 1}),
         ("wavelet", {"wavelet": "sym3"}),
+        ("wht", {"order": "natural"}),
+        ("patchwise", {"inner": "dht", "block": [2, 4]}),
+        ("patchwise", {"inner": "wavelet", "block": 4, "inner_options": {"wavelet": "haar"}}),
+        ("patchwise", {"inner": "dct", "block": 2, "levels": 2}),  # hierarchical: the dense route
     ]
     + [(HartleyRowsCosineColumns, {})]
 )

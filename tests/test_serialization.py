@@ -9,13 +9,13 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from tests.adapter_cases import BASIS_SELECTOR, TinyNet, make_config, randomize_coefficients, tiny_input
+from tests.adapter_cases import BASIS_SELECTOR, IN, OUT, TinyNet, adapt, make_config, randomize_coefficients, tiny_input
 from spectral_peft import adapters, get_config, inject, load_adapters, save_adapters
 
 
 @pytest.mark.parametrize("basis, selector", BASIS_SELECTOR)
 def test_save_then_load_into_a_fresh_model_gives_identical_outputs(basis, selector, tmp_path):
-    model = inject(TinyNet(), make_config(basis, selector))
+    model = adapt(TinyNet(), make_config(basis, selector))
     randomize_coefficients(model)
     x = tiny_input()
     expected = model(x)
@@ -34,7 +34,7 @@ def test_saved_files_hold_only_coefficients_positions_and_config(tmp_path):
     assert sorted(tensors) == ["down.coefficients", "down.positions", "up.coefficients", "up.positions"]
     meta = json.loads((tmp_path / "adapter_config.json").read_text())
     assert meta["config"]["basis_options"] == {"wavelet": "haar"}
-    assert meta["layers"]["up"] == {"shape": [32, 24], "n": 20}
+    assert meta["layers"]["up"] == {"shape": [32, 16], "n": 20}
 
 
 def test_loading_uses_stored_positions_not_a_fresh_selection(tmp_path):
@@ -51,8 +51,8 @@ def test_loading_into_a_model_with_other_layer_names_is_an_error(tmp_path):
     class Renamed(nn.Module):
         def __init__(self):
             super().__init__()
-            self.up = nn.Linear(24, 32)
-            self.other = nn.Linear(32, 24)
+            self.up = nn.Linear(16, 32)
+            self.other = nn.Linear(32, 16)
 
     with pytest.raises(ValueError, match=r"saved but not in the model: \['down'\]"):
         load_adapters(Renamed(), tmp_path)
@@ -61,8 +61,8 @@ def test_loading_into_a_model_with_other_layer_names_is_an_error(tmp_path):
 def test_loading_into_a_model_with_other_shapes_is_an_error(tmp_path):
     save_adapters(inject(TinyNet(), make_config("dct", "energy")), tmp_path)
     wrong = TinyNet()
-    wrong.up = nn.Linear(24, 16)
-    with pytest.raises(ValueError, match=r"layer 'up' is 16x24 but the saved adapter is for \[32, 24\]"):
+    wrong.up = nn.Linear(16, 8)
+    with pytest.raises(ValueError, match=r"layer 'up' is 8x16 but the saved adapter is for \[32, 16\]"):
         load_adapters(wrong, tmp_path)
 
 
@@ -168,7 +168,7 @@ def test_the_fingerprint_holds_the_config_and_every_tensor_shape(tmp_path):
         fingerprint = json.loads(handle.metadata()["spectral_peft_fingerprint"])
     assert fingerprint["config"] == get_config(model).to_dict()
     assert fingerprint["shapes"] == {"up.coefficients": [20], "up.positions": [20], "down.coefficients": [20],
-                                     "down.positions": [20], "head.weight": [6, 24], "head.bias": [6]}
+                                     "down.positions": [20], "head.weight": [OUT, IN], "head.bias": [OUT]}
 
 
 def test_an_adapter_saved_before_fingerprints_still_loads_with_a_warning(tmp_path):

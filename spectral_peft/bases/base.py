@@ -19,6 +19,11 @@ import torch
 _COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
+def radial_frequency(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``√((φ_u² + φ_v²)/2)`` for per-axis frequencies ``rows`` (M,) and ``cols`` (N,): an (M, N) map in [0, 1]."""
+    return torch.sqrt((rows.double()[:, None] ** 2 + cols.double()[None, :] ** 2) / 2)
+
+
 class SpectralBasis(abc.ABC):
     """A real linear transform ``B`` of ``(..., M, N)`` matrices, batched over leading dims.
 
@@ -136,3 +141,23 @@ class SpectralBasis(abc.ABC):
     def options(self) -> dict:
         """The keyword options this instance was built with (for configs and manifests)."""
         return {}
+
+    # ------------------------------------------------------------------ frequency map (optional)
+    @property
+    def has_frequency(self) -> bool:
+        """Whether this basis states a frequency per position (:meth:`frequency`)."""
+        return type(self).frequency is not SpectralBasis.frequency
+
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """Frequency (or scale) of each coefficient position of an ``rows × cols`` matrix.
+
+        A float64 ``(rows, cols)`` tensor in [0, 1]: 0 for the constant / coarsest function, values
+        near 1 for the finest detail. Convention: each axis gets a frequency φ relative to Nyquist
+        (φ = 1 alternates sign every sample) and a position gets ``√((φ_u² + φ_v²)/2)``
+        (:func:`radial_frequency`). Bases override this optionally; selectors that rank by
+        frequency (``band``) need it. The default raises ``NotImplementedError``.
+        """
+        raise NotImplementedError(
+            f"basis {self.name!r} states no frequency per position (it does not override "
+            "SpectralBasis.frequency), so frequency-based selection cannot use it"
+        )

@@ -11,7 +11,7 @@ import torch
 
 from .. import operators
 from ..factorization import separable
-from .base import SpectralBasis
+from .base import SpectralBasis, radial_frequency
 from .registry import register_basis
 
 
@@ -26,6 +26,11 @@ class CosineBasis(SpectralBasis):
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         rows, cols = coefficients.shape[-2:]
         return operators.cosine(rows).synthesize(operators.cosine(cols).synthesize(coefficients, dim=-1), dim=-2)
+
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """Index u of a length-K axis oscillates at u/(2K) cycles per sample: φ_u = u/K of Nyquist."""
+        self.check_shape(rows, cols)
+        return radial_frequency(torch.arange(rows) / rows, torch.arange(cols) / cols)
 
     def factorization(self, rows, cols, positions):
         return separable(operators.cosine(rows), operators.cosine(cols), positions)

@@ -38,7 +38,8 @@ import torch
 
 from .. import operators
 from ..factorization import Entries, Factorization, split_positions
-from .base import SpectralBasis
+from .base import SpectralBasis, radial_frequency
+from .hartley import fft_axis_frequency
 from .registry import register_basis
 
 _SQRT2 = math.sqrt(2.0)
@@ -96,6 +97,12 @@ class FourierBasis(SpectralBasis):
         real = self_conj * c + (canonical * c + partner * c_conj) / _SQRT2
         imag = (canonical * c_conj - partner * c) / _SQRT2
         return torch.fft.ifft2(torch.complex(real, imag), norm="ortho").real
+
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """Position (u, v) holds a cosine or sine of frequency (u, v) in both layouts: see
+        :func:`~spectral_peft.bases.hartley.fft_axis_frequency`."""
+        self.check_shape(rows, cols)
+        return radial_frequency(fft_axis_frequency(rows), fft_axis_frequency(cols))
 
     def factorization(self, rows, cols, positions):
         u, v = split_positions(positions, cols)

@@ -19,8 +19,14 @@ import torch
 
 from .. import operators
 from ..factorization import Entries, Factorization, separable, split_positions
-from .base import SpectralBasis
+from .base import SpectralBasis, radial_frequency
 from .registry import register_basis
+
+
+def fft_axis_frequency(size: int) -> torch.Tensor:
+    """φ_u = 2·min(u, K−u)/K: index u of a length-K DFT axis is |u| cycles per K samples (u ≡ u − K)."""
+    u = torch.arange(size)
+    return 2 * torch.minimum(u, size - u) / size
 
 
 @register_basis("dht")
@@ -33,6 +39,11 @@ class HartleyBasis(SpectralBasis):
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         return self._forward(coefficients)
+
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """cas(2π(um/M + vn/N)) oscillates at the DFT frequencies of (u, v): see :func:`fft_axis_frequency`."""
+        self.check_shape(rows, cols)
+        return radial_frequency(fft_axis_frequency(rows), fft_axis_frequency(cols))
 
     def factorization(self, rows, cols, positions):
         u, v = split_positions(positions, cols)
@@ -59,6 +70,11 @@ class SeparableHartleyBasis(SpectralBasis):
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         return self._forward(coefficients)
+
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """Row u of C_K, cas(2πum/K), oscillates at DFT frequency u: see :func:`fft_axis_frequency`."""
+        self.check_shape(rows, cols)
+        return radial_frequency(fft_axis_frequency(rows), fft_axis_frequency(cols))
 
     def factorization(self, rows, cols, positions):
         return separable(operators.hartley(rows), operators.hartley(cols), positions)

@@ -148,3 +148,23 @@ class WaveletBasis(SpectralBasis):
         n = u.numel()
         entries = Entries(row_op.slot_in_level(level, u), col_op.slot_in_level(level, v), torch.arange(n), torch.ones(n))
         return Factorization(row_op.T, col_op, entries, inverse=self.inverse)
+
+    def frequency(self, rows: int, cols: int) -> torch.Tensor:
+        """Scale of each position of the pyramid, as a frequency relative to Nyquist.
+
+        Position (i, j) belongs to the level-ℓ quadrant with the smallest ℓ for which i ≥ M/2^ℓ or
+        j ≥ N/2^ℓ (else to the approximation block of the deepest level L). Along each axis it is a
+        detail of level ℓ (band [2^-ℓ, 2^-ℓ+1] of Nyquist, centre φ = 1.5·2^-ℓ) or an
+        approximation (band [0, 2^-ℓ], centre φ = 0.5·2^-ℓ); the map is the radial combination.
+        """
+        levels = self.levels_for(rows, cols)
+        i = torch.arange(rows)[:, None].expand(rows, cols)
+        j = torch.arange(cols)[None, :].expand(rows, cols)
+        level = torch.full((rows, cols), levels)
+        for ell in range(levels, 0, -1):  # finer levels overwrite: the smallest ℓ wins
+            outside = (i >= rows >> ell) | (j >= cols >> ell)
+            level = torch.where(outside, torch.full_like(level, ell), level)
+        scale = 2.0 ** (-level.double())
+        phi_rows = torch.where(i >= rows >> level, 1.5, 0.5) * scale
+        phi_cols = torch.where(j >= cols >> level, 1.5, 0.5) * scale
+        return torch.sqrt((phi_rows**2 + phi_cols**2) / 2)

@@ -1,30 +1,61 @@
 """The abstract :class:`Selector` and the helpers selectors share.
 
-A selector returns the chosen positions as sorted flat indices into the M×N coefficient matrix
-(row-major, q = u·N + v). New selectors are one module in this package with
-``@register_selector("name")`` on a :class:`Selector` subclass; they are discovered automatically.
+A selector works in two steps. :meth:`Selector.layer_scores` maps each target layer to a score
+per position (by default the energy |B(W0)|²; selectors override it to score from gradients, a
+stored update, learned scores or the basis's frequency map), and :meth:`Selector.select` turns
+one layer's scores into the chosen positions: sorted flat indices into the M×N coefficient
+matrix (row-major, q = u·N + v). Layers that share positions have their scores summed first.
+New selectors are one module in this package with ``@register_selector("name")`` on a
+:class:`Selector` subclass; they are discovered automatically.
 """
 
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..selection import SelectionContext
 
 
 class Selector(abc.ABC):
     """Chooses n positions of an M×N coefficient matrix.
 
     Attributes (declared properties; the tests check every registered selector against them):
-        needs_scores: whether :meth:`select` needs the energy map |B(W0)|²; when False it is
-            called with ``scores=None`` and must not depend on them.
+        needs_scores: whether :meth:`select` needs a score map (from :meth:`layer_scores`; by default
+            the energy |B(W0)|²); when False it is called with ``scores=None`` and must not depend on them.
         uses_generator: whether :meth:`select` draws from the generator; when False the result
             must not depend on it.
+        needs_data: whether :meth:`layer_scores` needs calibration batches (an error without them).
+        seeded_scores: whether :meth:`layer_scores` draws random numbers seeded by the config's ``seed``.
+        needs_frequency: whether it ranks by the basis's frequency map (``SpectralBasis.frequency``).
     """
 
     name: str = "<unregistered>"
     needs_scores: bool = True
     uses_generator: bool = True
+    needs_data: bool = False
+    seeded_scores: bool = False
+    needs_frequency: bool = False
+
+    def layer_scores(self, context: "SelectionContext") -> dict[str, torch.Tensor] | None:
+        """A score map per target layer name (shape M×N), or None if :meth:`select` needs none.
+
+        The default is the energy |B(W0)|² when ``needs_scores`` is set.
+        """
+        if not self.needs_scores:
+            return None
+        scores = {}
+        for name in context.targets:
+            weight = context.weight(name)
+            if not torch.isfinite(weight).all():
+                raise ValueError(
+                    f"layer {name!r} has NaN or inf weights; energy-based selection ({self.name}) needs finite W0"
+                )
+            scores[name] = context.basis.forward(weight) ** 2
+        return scores
 
     @abc.abstractmethod
     def select(
@@ -37,7 +68,8 @@ class Selector(abc.ABC):
         """Sorted flat indices (int64, length ``n``) into an ``shape`` coefficient matrix.
 
         Args:
-            scores: energy per position, shape ``shape`` (None when ``needs_scores`` is False).
+            scores: this layer's map from :meth:`layer_scores` (summed over layers sharing positions),
+                shape ``shape``; None when :meth:`layer_scores` returns None.
             shape: (M, N).
             n: how many positions, 1 <= n <= M·N.
             generator: the seeded CPU generator for random draws.

@@ -2,6 +2,7 @@
 
     spectral-peft ablate-delta --preset quick
     spectral-peft ablate-basis --help
+    spectral-peft analyze-update --preset smoke
     spectral-peft sweep --grid basis=dht,dct selector=random,mixed
     spectral-peft report results/ablate_delta_quick results/sweep_quick --out results/report
     spectral-peft list
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from .catalog import studies
+from .catalog import commands
 
 
 def _command(name: str) -> str:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import main as run_main
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    available = studies()
+    available = commands()
     if not argv or argv[0] in ("-h", "--help", "help", "list"):
         print(_usage(available))
         return 0
@@ -44,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if study is None:
         print(f"spectral-peft: unknown study {command!r}; studies: {', '.join(by_command)}", file=sys.stderr)
         return 2
-    return run_main(study, rest, prog=f"spectral-peft {_command(study.name)}")
+    prog = f"spectral-peft {_command(study.name)}"
+    if hasattr(study, "main"):  # a study that is not a grid of training runs brings its own command line
+        return study.main(rest, prog=prog)
+    return run_main(study, rest, prog=prog)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 
+import torch
 from torch import nn
 
 from .model import SentenceClassifier, target_regex
-from .train import seed_everything
+from .train import epoch_batches, seed_everything
 
-__all__ = ["METHODS", "build_model", "comparable_lora_rank", "matching_linears", "selector_takes_delta"]
+__all__ = ["METHODS", "build_model", "calibration_batches", "comparable_lora_rank", "matching_linears",
+           "selector_takes_delta"]
+
+CALIBRATION_BATCHES = 8
 
 METHODS = ("spectral", "lora", "head", "full")
 
@@ -42,12 +47,30 @@ def comparable_lora_rank(backbone: nn.Module, layers, modules, n: int) -> int:
     return max(1, round(n / per_rank))
 
 
-def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int) -> tuple[SentenceClassifier, dict]:
+def calibration_batches(tokens, labels: torch.Tensor, batch_size: int, seed: int, bucket: int = 16,
+                        count: int = CALIBRATION_BATCHES):
+    """The first ``count`` training batches of epoch 1 (the same seeded order as training) as a
+    :class:`spectral_peft.Calibration` with the classification loss, for data-driven selectors."""
+    from spectral_peft import Calibration
+
+    order = epoch_batches(tokens.lengths, batch_size, torch.Generator().manual_seed(seed), bucket)[:count]
+
+    def loss(model, index):
+        ids, mask = tokens.batch(index)
+        return nn.functional.cross_entropy(model(ids, mask), labels[index])
+
+    return Calibration(order, loss)
+
+
+def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int,
+                calibration=None) -> tuple[SentenceClassifier, dict]:
     """A fresh classifier on a deep copy of ``backbone`` with ``run['method']`` applied.
 
     The head and LoRA initialisation follow ``seed``; the spectral random positions follow
     ``run["position_seed"]`` when the run has one (the runner derives it), else ``seed``.
-    Returns the model and parameter counts.
+    ``calibration`` (see :func:`calibration_batches`) feeds selectors that choose positions from
+    data. Returns the model and counts (parameters; for spectral runs also ``selection_time_s``,
+    the seconds spent choosing positions, e.g. the ``learned`` warm-up).
     """
     method = run["method"]
     if method not in METHODS:
@@ -66,7 +89,9 @@ def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int) -> t
             target_modules=targets,
         )
         adapted = len(matching_linears(model, targets))
-        inject(model, cfg)
+        started = time.perf_counter()
+        inject(model, cfg, calibration=calibration if cfg.build_selector().needs_data else None)
+        selection_time = time.perf_counter() - started
     elif method == "lora":
         from peft import LoraConfig, inject_adapter_in_model
 
@@ -84,5 +109,8 @@ def build_model(backbone: nn.Module, num_labels: int, run: dict, seed: int) -> t
     model.head.requires_grad_(True)
     head = sum(p.numel() for p in model.head.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return model, {"trainable_params": trainable, "head_params": head, "adapter_params": trainable - head,
-                   "adapted_modules": adapted}
+    counts = {"trainable_params": trainable, "head_params": head, "adapter_params": trainable - head,
+              "adapted_modules": adapted}
+    if method == "spectral":
+        counts["selection_time_s"] = round(selection_time, 3)
+    return model, counts

@@ -27,7 +27,7 @@ from .cache import FeatureCache, TokenView
 from .cli import build_parser, resolve
 from .data import load_dataset, subsample
 from .grid import grid_points
-from .methods import build_model, comparable_lora_rank
+from .methods import build_model, calibration_batches, comparable_lora_rank
 from .model import encode_texts, first_trainable_layer, load_backbone
 from .train import TrainConfig, train_and_evaluate
 
@@ -41,7 +41,7 @@ CONFIG_COLUMNS = [
     "cached_layers", "position_seed", "init_seed", "order_seed",
 ]
 METRIC_COLUMNS = ["accuracy", "macro_f1", "eval_loss", "train_loss", "steps", "status"]
-COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules"]
+COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules", "selection_time_s"]
 # wall time stays last: it measures machine load, never methods (it is not printed as a comparison)
 COLUMNS = ["run_key", "study", *CONFIG_COLUMNS, *METRIC_COLUMNS, *COUNT_COLUMNS, "provenance", "wall_time_s"]
 SEED_STREAMS = ("position", "init", "order")
@@ -420,7 +420,10 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
                               f"seed={run['seed']}"])
             t0 = time.perf_counter()
             try:
-                model, counts = build_model(backbone.model, ds.num_labels, run, run["init_seed"])
+                # data-driven selectors see the first training batches, in the training order
+                calibration = calibration_batches(train_tokens, train_split.labels, int(cfg["batch_size"]),
+                                                  run["order_seed"])
+                model, counts = build_model(backbone.model, ds.num_labels, run, run["init_seed"], calibration)
                 if run["method"] == "spectral":
                     from spectral_peft import trainable_parameters
 

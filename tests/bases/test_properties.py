@@ -41,6 +41,11 @@ EXTRA_CONFIGS = [
     ("wavelet", {"wavelet": "haar"}),
     ("wavelet", {"wavelet": "coif1", "level": 1}),
     ("wavelet", {"wavelet": "sym4", "level": 2}),
+    ("wht", {"order": "natural"}),
+    ("patchwise", {"inner": "dht", "block": [2, 4]}),
+    ("patchwise", {"inner": "wht", "block": 2, "levels": 2}),
+    ("patchwise", {"inner": "dct", "block": 2, "levels": 3}),
+    ("patchwise", {"inner": "dft", "block": 2, "inner_options": {"fourierft_compat": True}}),
 ]
 CONFIGS = [(name, {}) for name in BASES] + [c for c in EXTRA_CONFIGS if c[0] in BASES]
 
