@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                      # all workloads, all methods (~10 min on 2 cores)
     python benchmarks/train_step.py --workloads minilm --repeats 11
     python benchmarks/train_step.py --smoke              # tiny shapes, seconds: keeps the script from rotting
+    python benchmarks/train_step.py --dtypes bfloat16 --device cuda   # the same on a GPU, bf16 only
 
 For every workload, in one process, every method gets its own copy of the model and is timed
 side by side: the methods run one full training step each (zero_grad, forward, loss, backward,
@@ -22,7 +23,17 @@ Workloads (all linear layers of the model are targeted):
 * ``stack``:  4 × Linear(1024, 1024) with GELU between, 2048 tokens;
 * ``wide``:   one Linear(4096, 4096), 512 tokens.
 
-Peak memory: each method of each workload is also run in its own fresh subprocess with
+Precision (``--dtypes``, default ``float32,bfloat16``): ``bfloat16`` casts the frozen model to bfloat16
+*before* the method is applied, with the inputs in bfloat16; peft keeps LoRA/FourierFT weights in float32
+then (``autocast_adapter_dtype``) and our coefficients are float32 too, so every method trains float32
+adapter parameters on a bfloat16 model. At the end a summary prints every method's time and memory
+ratio to LoRA for each workload and precision side by side.
+
+Device (``--device``, default ``cpu``): ``cuda`` moves the model and inputs to the GPU, synchronizes
+around every timed step, and measures peak memory in-process with ``torch.cuda.max_memory_allocated``
+(the step's peak minus what was allocated before it) instead of the subprocess method below.
+
+Peak memory (CPU): each method of each workload is also run in its own fresh subprocess with
 ``MALLOC_MMAP_THRESHOLD_=65536`` (every allocation of 64 KiB or more is its own mapping and goes
 back to the OS when freed, so the resident set tracks live tensors). For each method: build the
 model, run one warm-up step (optimizer state allocated), record the resident set, reset the
@@ -78,6 +89,19 @@ class Workload:
 
 def _linear_names(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def _to(batch: dict, device: str, dtype: torch.dtype) -> dict:
+    """The batch on ``device``, floating tensors in ``dtype``."""
+    return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def _bert_workload(smoke: bool) -> Workload:
@@ -251,10 +275,18 @@ def routes_used(model: nn.Module) -> str:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def time_workload(workload: Workload, methods: list[str], repeats: int, warmup: int, clock: str = "wall") -> dict[str, dict]:
+def _prepare(workload: Workload, device: str, dtype: torch.dtype):
+    """(frozen template model on ``device`` in ``dtype``, the batch likewise)."""
     template = workload.build()
     workload.targets = _linear_names(template)
-    batch = workload.batch()
+    return template.to(device=device, dtype=dtype), _to(workload.batch(), device, dtype)
+
+
+def time_workload(
+    workload: Workload, methods: list[str], repeats: int, warmup: int, clock: str = "wall",
+    device: str = "cpu", dtype: torch.dtype = torch.float32,
+) -> dict[str, dict]:
+    template, batch = _prepare(workload, device, dtype)
     runners = [make_runner(m, workload, template) for m in methods]
     for runner in runners:
         for _ in range(warmup):
@@ -265,8 +297,10 @@ def time_workload(workload: Workload, methods: list[str], repeats: int, warmup: 
     for round_ in range(repeats):
         shift = round_ % len(runners)
         for runner in runners[shift:] + runners[:shift]:
+            _synchronize(device)
             start = CLOCKS[clock]()
             runner.step(workload, batch)
+            _synchronize(device)
             samples[runner.method].append(CLOCKS[clock]() - start)
     gc.unfreeze()
     results = {}
@@ -283,6 +317,27 @@ def time_workload(workload: Workload, methods: list[str], repeats: int, warmup: 
     return results
 
 
+def measure_memory_cuda(workload: Workload, methods: list[str], device: str, dtype: torch.dtype) -> dict[str, dict]:
+    """Peak GPU memory of one step per method: max_memory_allocated during the step minus before it."""
+    template, batch = _prepare(workload, device, dtype)
+    results = {}
+    for method in methods:
+        runner = make_runner(method, workload, template)
+        runner.step(workload, batch)  # optimizer state allocated
+        gc.collect()
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        runner.step(workload, batch)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        results[method] = {"step_peak_mb": (peak - before) / 2**20, "total_peak_mb": peak / 2**20}
+        del runner
+        gc.collect()
+        torch.cuda.empty_cache()
+    return results
+
+
 def _proc_status() -> dict[str, int]:
     values = {}
     with open("/proc/self/status") as f:
@@ -293,12 +348,10 @@ def _proc_status() -> dict[str, int]:
     return values
 
 
-def memory_worker(workload_name: str, methods: list[str], smoke: bool) -> None:
+def memory_worker(workload_name: str, methods: list[str], smoke: bool, dtype: torch.dtype) -> None:
     """Run in a fresh process: print one JSON line per method with its step peak (see module docstring)."""
     workload = workloads(smoke)[workload_name]
-    template = workload.build()
-    workload.targets = _linear_names(template)
-    batch = workload.batch()
+    template, batch = _prepare(workload, "cpu", dtype)
     for method in methods:
         runner = make_runner(method, workload, template)
         runner.step(workload, batch)
@@ -313,7 +366,7 @@ def memory_worker(workload_name: str, methods: list[str], smoke: bool) -> None:
         gc.collect()
 
 
-def measure_memory(workload_name: str, methods: list[str], smoke: bool, threads: int) -> dict[str, dict]:
+def measure_memory(workload_name: str, methods: list[str], smoke: bool, threads: int, dtype_name: str) -> dict[str, dict]:
     """Peak memory per method, each in its own fresh process (see the module docstring)."""
     if platform.system() != "Linux" or not os.path.exists("/proc/self/clear_refs"):
         return {}
@@ -324,7 +377,7 @@ def measure_memory(workload_name: str, methods: list[str], smoke: bool, threads:
     for batch in batches:
         command = [
             sys.executable, str(Path(__file__).resolve()), "--memory-worker", workload_name,
-            "--methods", ",".join(batch), "--threads", str(threads),
+            "--methods", ",".join(batch), "--threads", str(threads), "--dtypes", dtype_name,
         ] + (["--smoke"] if smoke else [])
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
@@ -343,7 +396,7 @@ def _ratio(value, reference):
     return value / reference if (value is not None and reference) else float("nan")
 
 
-def report(workload: Workload, timing: dict, memory: dict) -> list[dict]:
+def report(workload: Workload, dtype_name: str, timing: dict, memory: dict) -> list[dict]:
     rows = []
     lora = timing.get("lora", {}).get("median_ms")
     fourier = timing.get("fourierft", {}).get("median_ms")
@@ -353,6 +406,7 @@ def report(workload: Workload, timing: dict, memory: dict) -> list[dict]:
         rows.append(
             {
                 "workload": workload.name,
+                "dtype": dtype_name,
                 "method": method,
                 "median_ms": round(t["median_ms"], 2),
                 "q1_ms": round(t["q1_ms"], 2),
@@ -368,7 +422,7 @@ def report(workload: Workload, timing: dict, memory: dict) -> list[dict]:
             }
         )
     header = f"{'method':<20}{'median ms':>11}{'IQR ms':>15}{'x LoRA':>8}{'x FourierFT':>12}{'step MB':>9}{'x LoRA':>8}  routes"
-    print(f"\n== {workload.name}: {workload.description} ==")
+    print(f"\n== {workload.name} ({dtype_name}): {workload.description} ==")
     print(header)
     for r in rows:
         iqr = f"{r['q1_ms']:.0f}-{r['q3_ms']:.0f}"
@@ -379,6 +433,26 @@ def report(workload: Workload, timing: dict, memory: dict) -> list[dict]:
             f"{mem}{memr}  {r['routes']}"
         )
     return rows
+
+
+def summary(rows: list[dict]) -> None:
+    """Every method's time and step-memory ratio to LoRA, one column pair per workload and precision."""
+    columns = list(dict.fromkeys((r["workload"], r["dtype"]) for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by_key = {(r["workload"], r["dtype"], r["method"]): r for r in rows}
+    print("\n== summary: time / step memory, ratio to LoRA r=8 ==")
+    short = {"float32": "f32", "bfloat16": "bf16"}
+    print(f"{'method':<20}" + "".join(f"{w + ' ' + short[d]:>18}" for w, d in columns))
+    for method in methods:
+        cells = []
+        for w, d in columns:
+            r = by_key.get((w, d, method))
+            if r is None:
+                cells.append(f"{'':>18}")
+                continue
+            mem = r["mem_ratio_lora"]
+            cells.append(f"{r['ratio_lora']:>9.2f} / {mem if mem == '' else f'{mem:.2f}':>5}")
+        print(f"{method:<20}" + "".join(cells))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -392,6 +466,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--clock", choices=sorted(CLOCKS), default="wall",
         help="wall: elapsed time (default); cpu: the process's CPU time, steadier on a loaded machine with --threads 1",
     )
+    parser.add_argument(
+        "--dtypes", default="float32,bfloat16",
+        help="comma-separated precisions of the frozen model and inputs: float32, bfloat16 (adapter parameters stay float32)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N")
     parser.add_argument("--csv", default=str(ROOT / "runs" / "benchmarks" / "train_step.csv"))
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes and 2 rounds (for CI)")
@@ -400,8 +479,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     args.threads = args.threads or (1 if args.smoke else 2)
     torch.set_num_threads(args.threads)
+    dtype_names = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not dtype_names or set(dtype_names) - set(DTYPES):
+        parser.error(f"--dtypes must list some of {sorted(DTYPES)}, got {args.dtypes!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available to this torch build")
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        parser.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
     if args.memory_worker:
-        memory_worker(args.memory_worker, args.methods.split(","), args.smoke)
+        memory_worker(args.memory_worker, args.methods.split(","), args.smoke, DTYPES[dtype_names[0]])
         return []
     repeats = args.repeats or (2 if args.smoke else 9)
     warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 2)
@@ -414,18 +500,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(
         f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-        f"{repeats} interleaved rounds, median {args.clock} time; n = {N_COEFFICIENTS}, LoRA r = {LORA_RANK}"
+        f"{repeats} interleaved rounds, median {args.clock} time; n = {N_COEFFICIENTS}, LoRA r = {LORA_RANK}; "
+        f"device {args.device}" + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else "")
     )
     rows = []
     for name in chosen:
         workload = all_workloads[name]
-        timing = time_workload(workload, methods, repeats, warmup, args.clock)
-        memory = {}
-        if not args.no_memory and not (args.smoke and name != "stack"):
-            # smoke: one subprocess (the stack workload) exercises the memory path in a few seconds
-            mem_methods = [m for m in methods if m == "base" or m.startswith("ours:")] if args.smoke else methods
-            memory = measure_memory(name, mem_methods, args.smoke, args.threads)
-        rows += report(workload, timing, memory)
+        for dtype_name in dtype_names:
+            dtype = DTYPES[dtype_name]
+            timing = time_workload(workload, methods, repeats, warmup, args.clock, args.device, dtype)
+            memory = {}
+            if args.no_memory:
+                pass
+            elif args.device.startswith("cuda"):
+                memory = measure_memory_cuda(workload, methods, args.device, dtype)
+            elif not (args.smoke and name != "stack"):
+                # smoke: one subprocess (the stack workload) exercises the memory path in a few seconds
+                mem_methods = [m for m in methods if m == "base" or m.startswith("ours:")] if args.smoke else methods
+                memory = measure_memory(name, mem_methods, args.smoke, args.threads, dtype_name)
+            rows += report(workload, dtype_name, timing, memory)
+    summary(rows)
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.csv:
         path = Path(args.csv)

@@ -160,6 +160,8 @@ class SpectralAdapter(nn.Module):
         """
         if torch.compiler.is_compiling():
             return self._plan
+        if self.positions.is_meta:  # no values yet (meta-device init): built once they exist
+            return None
         device, dtype = self.positions.device, self.coefficients.dtype
         key = (id(self.positions), self.positions._version, device, dtype, id(self.basis))
         if self._plan_key != key:

@@ -492,12 +492,18 @@ class DwtLevel(_Constants, CoefficientOp):
         self.synthesis_index = ((support[None, :] + shifts) % length).reshape(-1)
         self.synthesis_matrix = impulses[:, support]  # (2B, W'): x[r] = Σ_i m[r, i] z[support_i]
 
+        # synthesis from the standard layout [a | d]: the same windows, read through blockwise -> standard
+        blockwise_to_standard = torch.empty(length, dtype=torch.long)
+        blockwise_to_standard[self.slot(torch.arange(length))[0]] = torch.arange(length)
+        self.standard_synthesis_index = blockwise_to_standard[self.synthesis_index]
+
     def build(self, device, dtype):
         return (
             self.index.to(device),
             self.matrix.to(device=device, dtype=dtype),
             self.synthesis_index.to(device),
             self.synthesis_matrix.to(device=device, dtype=dtype),
+            self.standard_synthesis_index.to(device),
         )
 
     def slot(self, k):
@@ -519,30 +525,40 @@ class DwtLevel(_Constants, CoefficientOp):
 
     def apply(self, x, in_index: torch.Tensor | None = None):
         """Blockwise analysis of x (or of x[..., in_index], a gather folded into the windows)."""
-        index, matrix, _, _ = self._consts(x.device, x.dtype)
+        index, matrix, _, _, _ = self._consts(x.device, x.dtype)
         return self._analysis(x, index if in_index is None else in_index, matrix)
 
     def adjoint(self, z):
-        _, _, index, matrix = self._consts(z.device, z.dtype)
+        _, _, index, matrix, _ = self._consts(z.device, z.dtype)
         return self._synthesis(z, index, matrix)
 
     def low_view(self, z: torch.Tensor) -> torch.Tensor:
         """The a coefficients of a blockwise buffer, in order, as a (..., nb, B) view."""
         return z.unflatten(-1, (self.blocks, 2, self.block))[..., 0, :]
 
-    # The standard layout is a transpose of the blockwise one: no gather needed.
+    # Standard layout [a | d]. Along dim -2 the windows are whole rows (a row gather and one batched
+    # left matmul, no transpose); the synthesis folds the layout into its gather.
     def coefficients(self, x, dim=-1):
-        def fn(t):
-            out = self.apply(t).unflatten(-1, (self.blocks, 2, self.block)).transpose(-3, -2)
+        if dim in (-1, x.dim() - 1):
+            out = self.apply(x).unflatten(-1, (self.blocks, 2, self.block)).transpose(-3, -2)
             return out.flatten(-3)
-
-        return _along(fn, x, dim)
+        if dim not in (-2, x.dim() - 2):
+            return _along(self.coefficients, x, dim)
+        index, matrix, _, _, _ = self._consts(x.device, x.dtype)
+        windows = x.index_select(-2, index).unflatten(-2, (self.blocks, self.window))  # (..., nb, W, N)
+        out = torch.matmul(matrix, windows).unflatten(-2, (2, self.block))  # (..., nb, 2, B, N)
+        return out.transpose(-4, -3).flatten(-4, -2)
 
     def synthesize(self, coefficients, dim=-1):
-        def fn(c):
-            return self.adjoint(c.unflatten(-1, (2, self.blocks, self.block)).transpose(-3, -2).flatten(-3))
-
-        return _along(fn, coefficients, dim)
+        c = coefficients
+        _, _, _, matrix, index = self._consts(c.device, c.dtype)
+        if dim in (-1, c.dim() - 1):
+            windows = c.index_select(-1, index).unflatten(-1, (self.blocks, self.synthesis_window))
+            return torch.matmul(windows, matrix.T).flatten(-2)
+        if dim not in (-2, c.dim() - 2):
+            return _along(self.synthesize, c, dim)
+        windows = c.index_select(-2, index).unflatten(-2, (self.blocks, self.synthesis_window))  # (..., nb, W', N)
+        return torch.matmul(matrix, windows).flatten(-3, -2)
 
     def cost(self, rows):
         return rows * self.length * (PASS_NS * 3.0 + MATMUL_EQUIV_NS * self.window) + 2 * OP_OVERHEAD

@@ -102,29 +102,30 @@ class WaveletBasis(SpectralBasis):
         self.levels_for(rows, cols)
 
     def _forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return self._forward_levels(weight, self.levels_for(*weight.shape[-2:]))
-
-    def _forward_levels(self, x: torch.Tensor, levels: int) -> torch.Tensor:
-        rows, cols = x.shape[-2:]
-        x = operators.dwt_level(self.wavelet, rows).coefficients(x, dim=-2)
-        x = operators.dwt_level(self.wavelet, cols).coefficients(x, dim=-1)
-        if levels == 1:
-            return x
-        top_left = self._forward_levels(x[..., : rows // 2, : cols // 2], levels - 1)
-        top = torch.cat([top_left, x[..., : rows // 2, cols // 2 :]], dim=-1)
-        return torch.cat([top, x[..., rows // 2 :, :]], dim=-2)
+        rows, cols = weight.shape[-2:]
+        out = weight
+        for level in range(self.levels_for(rows, cols)):  # level j transforms the top-left block
+            r, c = rows >> level, cols >> level
+            block = operators.dwt_level(self.wavelet, r).coefficients(out[..., :r, :c], dim=-2)
+            block = operators.dwt_level(self.wavelet, c).coefficients(block, dim=-1)
+            if level == 0:
+                out = block
+            else:
+                out[..., :r, :c] = block
+        return out
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
-        return self._inverse_levels(coefficients, self.levels_for(*coefficients.shape[-2:]))
-
-    def _inverse_levels(self, c: torch.Tensor, levels: int) -> torch.Tensor:
-        rows, cols = c.shape[-2:]
-        if levels > 1:
-            top_left = self._inverse_levels(c[..., : rows // 2, : cols // 2], levels - 1)
-            top = torch.cat([top_left, c[..., : rows // 2, cols // 2 :]], dim=-1)
-            c = torch.cat([top, c[..., rows // 2 :, :]], dim=-2)
-        c = operators.dwt_level(self.wavelet, cols).synthesize(c, dim=-1)
-        return operators.dwt_level(self.wavelet, rows).synthesize(c, dim=-2)
+        rows, cols = coefficients.shape[-2:]
+        levels = self.levels_for(rows, cols)
+        out = coefficients.clone() if levels > 1 else coefficients
+        for level in reversed(range(levels)):  # from the deepest block outwards
+            r, c = rows >> level, cols >> level
+            block = operators.dwt_level(self.wavelet, c).synthesize(out[..., :r, :c], dim=-1)
+            block = operators.dwt_level(self.wavelet, r).synthesize(block, dim=-2)
+            if level == 0:
+                return block
+            out[..., :r, :c] = block
+        return out
 
     def factorization(self, rows, cols, positions):
         """A level-j coefficient of the 2-D pyramid is the outer product of 1-D level-j functions.

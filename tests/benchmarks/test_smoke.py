@@ -38,6 +38,7 @@ def test_train_step_smoke(tmp_path):
     methods = {r["method"] for r in written}
     assert {"base", "lora", "fourierft"} <= methods
     assert {f"ours:{b}" for b in list_bases()} <= methods
+    assert {r["dtype"] for r in written} == {"float32", "bfloat16"}  # the bf16 column: a bf16 model, fp32 adapters
     assert {r["workload"] for r in written} == {"minilm", "stack", "wide"}
     for row in written:
         assert float(row["median_ms"]) > 0
