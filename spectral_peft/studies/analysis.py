@@ -12,12 +12,11 @@ Every number is in points (0–100). Comparisons are paired by seed (:mod:`.stat
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text as atomic_write_text
 from . import stats
 from .grid import AXES, applicable_axes, format_value, point_key
 
@@ -257,16 +256,9 @@ def markdown(summary, grid: dict, baseline: dict | None, tables: dict | None = N
     return text
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_summary(summary, path: Path) -> None:
-    _atomic_write(Path(path), summary.to_csv(index=False))
+    atomic_write_text(Path(path), summary.to_csv(index=False))
 
 
 def write_text(text: str, path: Path) -> None:
-    _atomic_write(Path(path), text)
+    atomic_write_text(Path(path), text)

@@ -10,10 +10,10 @@ not recompute them.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .atomic import replacing
 
 import torch
 
@@ -104,10 +104,8 @@ class FeatureCache:
             self.misses += 1
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-                os.close(fd)
-                torch.save({"flat": view.flat.cpu(), "lengths": view.lengths, "offsets": view.offsets}, tmp)
-                os.replace(tmp, path)
+                with replacing(path) as tmp:
+                    torch.save({"flat": view.flat.cpu(), "lengths": view.lengths, "offsets": view.offsets}, tmp)
         self._mem[key] = view
         return view
 

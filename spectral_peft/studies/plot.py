@@ -4,10 +4,9 @@ plot when the grid has two or more axes), and the references as horizontal lines
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from .atomic import replacing
 from .grid import AXES
 
 __all__ = ["draw", "plot_results", "save_figure"]
@@ -16,14 +15,8 @@ REF_STYLE = {"head": ("tab:gray", ":"), "lora": ("tab:red", "--"), "full": ("tab
 
 
 def save_figure(fig, path: Path, fmt: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=f".{fmt}.tmp")
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _yerr(rows):

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .atomic import write_text
+
 __all__ = ["PACKAGES", "check_mixed", "git_state", "load_provenance", "platform_info", "provenance",
            "provenance_id", "record_provenance", "source_hash", "versions"]
 
@@ -95,17 +97,11 @@ def load_provenance(out: Path) -> dict:
 
 def record_provenance(out: Path, prov: dict) -> str:
     """Add ``prov`` to ``<out>/provenance.json`` (atomically); returns its id."""
-    import tempfile
-
     known = load_provenance(out)
     pid = provenance_id(prov)
     if pid not in known:
         known[pid] = prov
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".provenance.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(known, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, Path(out) / FILE)
+        write_text(Path(out) / FILE, json.dumps(known, indent=2, sort_keys=True) + "\n")
     return pid
 
 

@@ -18,8 +18,6 @@ __all__ = ["build_parser", "load_folder", "main", "read_summary", "to_latex", "t
 
 
 def load_folder(folder: Path) -> dict:
-    import pandas as pd
-
     folder = Path(folder)
     summary_path, manifest_path = folder / "summary.csv", folder / "manifest.json"
     if not summary_path.is_file():

@@ -7,12 +7,10 @@ import csv
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import shlex
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -24,6 +22,7 @@ from typing import Callable
 import torch
 
 from . import provenance as prov
+from .atomic import replacing, write_text
 from .cli import build_parser, resolve
 from .executors import get_executor
 from .grid import grid_points
@@ -133,26 +132,14 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
     columns = list(COLUMNS) + [c for r in rows for c in r if c not in COLUMNS and c is not None]
     columns = list(dict.fromkeys(columns))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
 
 
 def _write_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,11 +220,9 @@ def save_predictions(out: Path, run_key: str, eval_index, labels, predictions) -
 
     folder = out / PREDICTIONS
     folder.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{run_key}.", suffix=".npz")
-    os.close(fd)
-    np.savez_compressed(tmp, eval_index=np.asarray(eval_index, dtype=np.int64),
-                        label=np.asarray(labels, dtype=np.int64), prediction=np.asarray(predictions, dtype=np.int64))
-    os.replace(tmp, folder / f"{run_key}.npz")
+    with replacing(folder / f"{run_key}.npz") as tmp:
+        np.savez_compressed(tmp, eval_index=np.asarray(eval_index, dtype=np.int64),
+                            label=np.asarray(labels, dtype=np.int64), prediction=np.asarray(predictions, dtype=np.int64))
 
 
 def eval_class_counts(out: Path, keys) -> dict | None:

@@ -7,9 +7,9 @@ start, which makes reruns resume without losing or duplicating rows.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from ..atomic import replacing
 
 __all__ = ["FILES", "TRAINING_METRICS", "Tables", "read_table", "write_table"]
 
@@ -45,16 +45,8 @@ def write_table(path: Path, df, columns: list[str]) -> None:
     """Write ``df`` with ``columns`` first, via a temporary file and ``os.replace`` (never half a file)."""
     path = Path(path)
     ordered = [c for c in columns if c in df.columns] + [c for c in df.columns if c not in columns]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.reindex(columns=ordered).to_csv(f, index=False, float_format="%.10g")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        df.reindex(columns=ordered).to_csv(f, index=False, float_format="%.10g")
 
 
 class Tables:

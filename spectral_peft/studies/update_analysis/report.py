@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import replacing, write_text
 from . import csvio
 
 __all__ = ["write_outputs"]
@@ -26,23 +25,14 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
     paths = []
     for fmt in ("png", "pdf"):
         path = out / f"{stem}.{fmt}"
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=f".{fmt}.tmp")
-        os.close(fd)
-        try:
+        with replacing(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=100, bbox_inches="tight")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         paths.append(path)
     return paths
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".md.tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _pyplot():
