@@ -75,23 +75,6 @@ PRESETS: dict[str, dict] = {
         full_lr=1e-4,
         head_lr=3e-2,
     ),
-    "full": dict(
-        _COMMON,
-        backbone="all-MiniLM-L6-v2",
-        dataset=DEFAULT_DATASET,
-        seeds=list(range(36)),
-        train_size=None,
-        eval_size=None,
-        max_len=64,
-        epochs=3,
-        batch_size=32,
-        layers=[4, 5],
-        n=768,
-        lr=1e-1,
-        lora_lr=3e-2,
-        full_lr=1e-4,
-        head_lr=3e-2,
-    ),
     "quick-llm": dict(
         _COMMON,
         backbone="smollm2",
@@ -113,3 +96,6 @@ PRESETS: dict[str, dict] = {
         references=["lora"],
     ),
 }
+
+# full differs from quick only in the seeds and the train split
+PRESETS["full"] = dict(PRESETS["quick"], seeds=list(range(36)), train_size=None)
