@@ -9,14 +9,23 @@ from pathlib import Path
 from .atomic import replacing
 from .grid import AXES
 
-__all__ = ["draw", "plot_results", "save_figure"]
+__all__ = ["draw", "plot_results", "save_figures"]
 
 REF_STYLE = {"head": ("tab:gray", ":"), "lora": ("tab:red", "--"), "full": ("tab:green", "-.")}
 
 
-def save_figure(fig, path: Path, fmt: str) -> None:
-    with replacing(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+def save_figures(fig, folder: Path, stem: str, dpi: int = 150) -> list[Path]:
+    """Write ``fig`` as ``<folder>/<stem>.png`` and ``.pdf`` (each atomically), close it, return the paths."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for fmt in ("png", "pdf"):
+        path = Path(folder) / f"{stem}.{fmt}"
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
 
 
 def _yerr(rows):
@@ -77,10 +86,4 @@ def plot_results(summary, grid: dict, study, out_dir: str | Path, meta: dict, me
                  "bars: 95% bootstrap CI over seeds)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    paths = []
-    for fmt in ("png", "pdf"):
-        path = out_dir / f"{study.name}.{fmt}"
-        save_figure(fig, path, fmt)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figures(fig, out_dir, study.name)

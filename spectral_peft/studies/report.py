@@ -112,7 +112,7 @@ def figure(studies: list[dict], out: Path) -> list[Path]:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from .plot import save_figure, draw
+    from .plot import draw, save_figures
 
     fig, axes = plt.subplots(1, len(studies), figsize=(5.2 * len(studies), 4.2), squeeze=False)
     for ax, s in zip(axes[0], studies):
@@ -123,13 +123,7 @@ def figure(studies: list[dict], out: Path) -> list[Path]:
         ax.set_ylabel("accuracy (%), mean [95% CI]")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="best")
-    paths = []
-    for fmt in ("png", "pdf"):
-        path = out / f"report.{fmt}"
-        save_figure(fig, path, fmt)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figures(fig, out, "report")
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -14,21 +14,12 @@ import json
 import math
 from pathlib import Path
 
-from ..atomic import replacing, write_text
+from ..atomic import write_text
+from ..plot import save_figures
 from . import csvio
 
 __all__ = ["write_outputs"]
 
-
-
-def _save(fig, out: Path, stem: str) -> list[Path]:
-    paths = []
-    for fmt in ("png", "pdf"):
-        path = out / f"{stem}.{fmt}"
-        with replacing(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=100, bbox_inches="tight")
-        paths.append(path)
-    return paths
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -88,9 +79,7 @@ def plot_compaction(comp, n_values, out: Path) -> list[Path]:
                 Line2D([], [], color="black", linestyle=":"), Line2D([], [], color="tab:red")]
     labels += ["ΔW", "W0", "Gaussian (ΔW's shape, norm)", f"n = {', '.join(map(str, n_values))}"]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=7, bbox_to_anchor=(0.5, 1.06))
-    paths = _save(fig, out, "compaction")
-    plt.close(fig)
-    return paths
+    return save_figures(fig, out, "compaction", dpi=100)
 
 
 def _heat(ax, table, fmt="{:.2f}", cmap="viridis", vmin=None, vmax=None, scale=1.0):
@@ -139,9 +128,7 @@ def plot_reachable(reach, n: int, out: Path) -> list[Path]:
         im = _heat(ax, table, fmt="{:.1f}", scale=100, vmin=0)
         ax.set_title(f"% of ‖ΔW‖² reachable at n = {n} (ΔW: {source})", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.04)
-    paths = _save(fig, out, "reachable")
-    plt.close(fig)
-    return paths
+    return save_figures(fig, out, "reachable", dpi=100)
 
 
 def plot_overlap(ov, n: int, out: Path) -> list[Path]:
@@ -161,9 +148,7 @@ def plot_overlap(ov, n: int, out: Path) -> list[Path]:
         im = _heat(axes[row][1], rho, fmt="{:.2f}", cmap="coolwarm", vmin=-1, vmax=1)
         axes[row][1].set_title(f"Spearman ρ of |B(W0)|² and |B(ΔW)|² (ΔW: {source})", fontsize=9)
         fig.colorbar(im, ax=axes[row][1], fraction=0.04)
-    paths = _save(fig, out, "overlap")
-    plt.close(fig)
-    return paths
+    return save_figures(fig, out, "overlap", dpi=100)
 
 
 def plot_loop(table, corr, out: Path) -> list[Path]:
@@ -181,9 +166,7 @@ def plot_loop(table, corr, out: Path) -> list[Path]:
     ax.set_title(f"Spearman ρ = {corr['spearman']:.2f} (p = {corr['spearman_p']:.2g}), {corr['points']} settings",
                  fontsize=9)
     ax.grid(alpha=0.3)
-    paths = _save(fig, out, "loop")
-    plt.close(fig)
-    return paths
+    return save_figures(fig, out, "loop", dpi=100)
 
 
 def _pct(x, digits: int = 1) -> str:
