@@ -41,6 +41,10 @@ The operators (factories are cached: equal operators are one shared instance):
                          (the 1-D factors of every block of the 2-D wavelet pyramid).
 =======================  =====================================================================
 
+Combinators build operators from operators: ``BlockDiagonalOp(op, count)`` (blockdiag(op, …)),
+``SpreadOp(a, count)`` (I_count ⊗ a), ``ComposedOp(outer, inner)`` (outer · inner) and
+``StackedOp([A_1, A_2, …])`` (outputs side by side, as output blocks).
+
 Every operator also estimates what one application costs (:meth:`LinearOp.cost`), which the
 fast routes use to choose a route by shape. Constants (index maps, twiddles, filter matrices) are
 built once in float64 on the CPU and copied to a device and precision on first use.
@@ -648,8 +652,122 @@ def wavelet_cascade(wavelet: str, n: int, levels: int) -> WaveletCascadeOp:
     return WaveletCascadeOp(wavelet, n, levels)
 
 
+# ------------------------------------------------------------------------------------------------
+# Combinators: operators built from other operators
+# ------------------------------------------------------------------------------------------------
+class BlockDiagonalOp(LinearOp):
+    """``count`` copies of ``op`` on consecutive pieces of the last dimension: blockdiag(op, …, op)."""
+
+    def __init__(self, op: LinearOp, count: int):
+        self.op, self.count = op, count
+        self.size_in, self.size_out = count * op.size_in, count * op.size_out
+
+    def apply(self, x):
+        return self.op.apply(x.unflatten(-1, (self.count, self.op.size_in))).flatten(-2)
+
+    def adjoint(self, z):
+        return self.op.adjoint(z.unflatten(-1, (self.count, self.op.size_out))).flatten(-2)
+
+    def cost(self, rows):
+        return self.op.cost(rows * self.count)
+
+    def prepare(self, device, dtype):
+        self.op.prepare(device, dtype)
+
+
+class SpreadOp(_Constants, LinearOp):
+    """I_count ⊗ a: entry i of the input becomes the piece ``value_i · a`` of the output.
+
+    ``(A x)[i·len(a) + r] = x[i]·a[r]``; the adjoint sums each piece against a. It carries a grid
+    of values to the blocks it summarises (the block means of a patchwise hierarchy).
+    """
+
+    def __init__(self, vector: torch.Tensor, count: int):
+        self.vector = torch.as_tensor(vector, dtype=torch.float64).reshape(-1)
+        self.count = count
+        self.size_in, self.size_out = count, count * self.vector.numel()
+
+    def build(self, device, dtype):
+        return (self.vector.to(device=device, dtype=dtype),)
+
+    def apply(self, x):
+        (a,) = self._consts(x.device, x.dtype)
+        return (x.unsqueeze(-1) * a).flatten(-2)
+
+    def adjoint(self, z):
+        (a,) = self._consts(z.device, z.dtype)
+        return z.unflatten(-1, (self.count, a.numel())) @ a
+
+    def cost(self, rows):
+        return 2 * rows * self.size_out * PASS_NS + OP_OVERHEAD
+
+
+class ComposedOp(LinearOp):
+    """``outer · inner``: apply ``inner``, then ``outer``."""
+
+    def __init__(self, outer: LinearOp, inner: LinearOp):
+        if outer.size_in != inner.size_out:
+            raise ValueError(f"cannot compose {outer!r} after {inner!r}: {outer.size_in} != {inner.size_out}")
+        self.outer, self.inner = outer, inner
+        self.size_in, self.size_out = inner.size_in, outer.size_out
+
+    def apply(self, x):
+        return self.outer.apply(self.inner.apply(x))
+
+    def adjoint(self, z):
+        return self.inner.adjoint(self.outer.adjoint(z))
+
+    def cost(self, rows):
+        return self.outer.cost(rows) + self.inner.cost(rows)
+
+    def prepare(self, device, dtype):
+        self.outer.prepare(device, dtype)
+        self.inner.prepare(device, dtype)
+
+
+class StackedOp(LinearOp):
+    """Several operators on the same input, their outputs side by side: x ↦ [A_1 x | A_2 x | …].
+
+    The pieces are the output blocks (``out_blocks``), so a sampled product gathers from each
+    without concatenating; the adjoint sums A_kᵀ z_k.
+    """
+
+    def __init__(self, ops: list[LinearOp]):
+        if not ops or len({op.size_in for op in ops}) != 1:
+            raise ValueError("StackedOp needs at least one operator, all with the same size_in")
+        self.ops = list(ops)
+        self.size_in = ops[0].size_in
+        self.size_out = sum(op.size_out for op in ops)
+
+    @property
+    def out_blocks(self):
+        return [op.size_out for op in self.ops] if len(self.ops) > 1 else None
+
+    def apply_blocks(self, x):
+        return [op.apply(x) for op in self.ops]
+
+    def apply(self, x):
+        outs = self.apply_blocks(x)
+        return torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+
+    def adjoint(self, z):
+        total, start = None, 0
+        for op in self.ops:
+            piece = op.adjoint(z[..., start : start + op.size_out])
+            total = piece if total is None else total + piece
+            start += op.size_out
+        return total
+
+    def cost(self, rows):
+        return sum(op.cost(rows) for op in self.ops)
+
+    def prepare(self, device, dtype):
+        for op in self.ops:
+            op.prepare(device, dtype)
+
+
 __all__ = [
-    "CoefficientOp", "CosineOp", "DwtLevel", "HartleyOp", "IdentityOp", "LinearOp", "RfftOp", "SpectrumOp",
-    "WalshHadamardOp", "WaveletCascadeOp", "cosine", "dwt_level", "fft_cost", "hartley", "identity", "rfft",
-    "walsh_hadamard", "wavelet_cascade", "wavelet_filters",
+    "BlockDiagonalOp", "CoefficientOp", "ComposedOp", "CosineOp", "DwtLevel", "HartleyOp", "IdentityOp", "LinearOp",
+    "RfftOp", "SpectrumOp", "SpreadOp", "StackedOp", "WalshHadamardOp", "WaveletCascadeOp", "cosine", "dwt_level",
+    "fft_cost", "hartley", "identity", "rfft", "walsh_hadamard", "wavelet_cascade", "wavelet_filters",
 ]

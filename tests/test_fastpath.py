@@ -70,7 +70,9 @@ VARIANTS = (
         ("wht", {"order": "natural"}),
         ("patchwise", {"inner": "dht", "block": [2, 4]}),
         ("patchwise", {"inner": "wavelet", "block": 4, "inner_options": {"wavelet": "haar"}}),
-        ("patchwise", {"inner": "dct", "block": 2, "levels": 2}),  # hierarchical: the dense route
+        ("patchwise", {"inner": "dct", "block": 2, "levels": 2}),
+        ("patchwise", {"inner": "dht", "block": [2, 4], "levels": 3}),
+        ("patchwise", {"inner": "wavelet", "block": 2, "levels": 2, "inner_options": {"wavelet": "haar"}}),
     ]
     + [(HartleyRowsCosineColumns, {})]
 )
@@ -199,7 +201,7 @@ def test_routes_match_reference(basis, data, seed):
 @pytest.mark.parametrize("route", ["dense", "merged", "sparse"])
 def test_unfrozen_base_and_input_without_grad(basis, route):
     """Gradients of W0 and b when someone unfreezes them; no x gradient when x needs none."""
-    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(basis, s))
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10), (8, 16)] if _supports(basis, s))
     adapter = _make(basis, shape, 9, seed=3)
     adapter.base_layer.weight.requires_grad_(True)
     adapter.base_layer.bias.requires_grad_(True)
@@ -241,7 +243,7 @@ def test_conv1d_base_layer(basis):
     pytest.importorskip("transformers")
     from transformers.pytorch_utils import Conv1D
 
-    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(basis, s))
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10), (8, 16)] if _supports(basis, s))
     rows, cols = shape
     layer = Conv1D(rows, cols).double()
     with torch.no_grad():
@@ -396,7 +398,7 @@ def test_routes_over_many_token_chunks(basis, route, monkeypatch):
 
     monkeypatch.setattr(plan, "TOKEN_CHUNK_ELEMENTS", 64)
     monkeypatch.setattr(core, "CHUNK_ELEMENTS", 64)
-    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(basis, s))
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10), (8, 16)] if _supports(basis, s))
     adapter = _make(basis, shape, 11, seed=21)
     x, g = randn(5, 23, shape[1], seed=22), randn(5, 23, shape[0], seed=23)  # 115 tokens, 32-row chunks
     if adapter.plan() is None:
@@ -480,7 +482,7 @@ def test_routes_in_half_precision_keep_float32_coefficients(basis, dtype, mode):
     ∂L/∂c in float32, values and gradients equal to the float64 definition to half precision."""
     import copy
 
-    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10)] if _supports(basis, s))
+    shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10), (8, 16)] if _supports(basis, s))
     adapter = _make(basis, shape, 11, seed=31, dtype=torch.float32)
     x, g = randn(2, 3, shape[1], seed=32, dtype=torch.float32), randn(2, 3, shape[0], seed=33)
     if mode == "cast model":

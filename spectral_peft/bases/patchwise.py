@@ -18,10 +18,15 @@ divides the budget n between the levels (energy, gradients, learned scores) inst
 split. With block b and L levels, the local detail lives in blocks of b, b², …, b^(L−1) and the
 global level in the (M/b^(L−1)) × (N/b^(L−1)) grid of block means.
 
-Fast route (``levels=1``): if the inner basis factorizes a block as B⁻¹(S) = L·K·R, the whole
-matrix is blockdiag(L)·K'·blockdiag(R), where K' places each block's core entries at that
-block's offset: the inner factorization, whatever it is, is reused for every block. The
-hierarchical basis (``levels >= 2``) uses the dense route.
+Fast route: if the inner basis factorizes a block as B⁻¹(S) = L·K·R, the whole matrix is
+blockdiag(L)·K'·blockdiag(R), where K' places each block's core entries at that block's offset:
+the inner factorization, whatever it is, is reused for every block. In the hierarchy, level ℓ's
+grid G_ℓ (itself factorized the same way, or by the inner basis at the last level) reaches W
+through the block-mean directions of the levels above: a grid value at a block's (0, 0) slot adds
+g·B⁻¹(E_00) = g·a bᵀ to that block, so W gets (I ⊗ a^⊗(ℓ−1)) G_ℓ (I ⊗ b^⊗(ℓ−1))ᵀ. The levels'
+operators are stacked side by side (one core, one output block per level). This needs B⁻¹(E_00)
+of rank one, which holds for every built-in basis (it is the DC direction); otherwise the
+hierarchy takes the dense route.
 
 Frequency map (when the inner basis has one): a position of level ℓ gets the inner basis's
 frequency within its block or grid, divided by b^(ℓ−1) (with b = √(bm·bn)): a grid of block means
@@ -36,26 +41,6 @@ from .. import operators
 from ..factorization import Entries, Factorization, split_positions
 from .base import SpectralBasis
 from .registry import get_basis, register_basis
-
-
-class BlockDiagonalOp(operators.LinearOp):
-    """``count`` copies of ``op`` on consecutive pieces of the last dimension: blockdiag(op, …, op)."""
-
-    def __init__(self, op: operators.LinearOp, count: int):
-        self.op, self.count = op, count
-        self.size_in, self.size_out = count * op.size_in, count * op.size_out
-
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op.apply(x.unflatten(-1, (self.count, self.op.size_in))).flatten(-2)
-
-    def adjoint(self, z: torch.Tensor) -> torch.Tensor:
-        return self.op.adjoint(z.unflatten(-1, (self.count, self.op.size_out))).flatten(-2)
-
-    def cost(self, rows: int) -> float:
-        return self.op.cost(rows * self.count)
-
-    def prepare(self, device, dtype) -> None:
-        self.op.prepare(device, dtype)
 
 
 def _block_pair(block) -> tuple[int, int]:
@@ -172,8 +157,41 @@ class PatchwiseBasis(SpectralBasis):
         return self._patchwise(self.inner.inverse, c)
 
     def factorization(self, rows, cols, positions):
-        if self.levels > 1:
+        """blockdiag(L)·K'·blockdiag(R) per level, the levels stacked (see the module docstring)."""
+        if self.levels == 1:
+            return self._plain_factorization(rows, cols, positions)
+        spread = self._block_mean_factors()
+        if spread is None:
             return None
+        bm, bn = self.block
+        u, v = split_positions(positions, cols)
+        level = torch.ones_like(u)  # 1-based level of each position: how often it sits on a block's (0, 0)
+        for _ in range(self.levels - 1):
+            level += ((u % bm**level == 0) & (v % bn**level == 0)).long()
+        lefts, rights, parts, q_off, p_off = [], [], [], 0, 0
+        for ell, (m, n) in enumerate(self.grid_shapes(rows, cols), start=1):
+            index = torch.nonzero(level == ell).reshape(-1)
+            if index.numel() == 0:
+                continue
+            local = (u[index] // bm ** (ell - 1)) * n + v[index] // bn ** (ell - 1)
+            part = (self.inner.factorization(m, n, local) if ell == self.levels
+                    else self._plain_factorization(m, n, local))
+            if part is None:
+                return None
+            left, right = part.left, part.right
+            if ell > 1:  # level ℓ reaches W through the block-mean directions of the ℓ − 1 levels above
+                a, b = spread(ell - 1)
+                left = operators.ComposedOp(operators.SpreadOp(a, m), left)
+                right = operators.ComposedOp(right, operators.SpreadOp(b, n).T)
+            e = part.entries
+            parts.append(Entries(e.q + q_off, e.p + p_off, index[e.j], e.w))
+            lefts.append(left.T)
+            rights.append(right)
+            q_off, p_off = q_off + left.size_in, p_off + right.size_out
+        entries = Entries.concat(*parts)
+        return Factorization(operators.StackedOp(lefts).T, operators.StackedOp(rights), entries, inverse=self.inverse)
+
+    def _plain_factorization(self, rows, cols, positions):
         bm, bn = self.block
         u, v = split_positions(positions, cols)
         block_row, block_col = u // bm, v // bn
@@ -184,8 +202,33 @@ class PatchwiseBasis(SpectralBasis):
         entries = Entries(
             block_row[e.j] * inner.left.size_in + e.q, block_col[e.j] * inner.right.size_out + e.p, e.j, e.w
         )
-        left, right = BlockDiagonalOp(inner.left, rows // bm), BlockDiagonalOp(inner.right, cols // bn)
+        left = operators.BlockDiagonalOp(inner.left, rows // bm)
+        right = operators.BlockDiagonalOp(inner.right, cols // bn)
         return Factorization(left, right, entries, inverse=None if inner.inverse is None else self.inverse)
+
+    def _block_mean_factors(self):
+        """``depth ↦ (a, b)`` with a·bᵀ the W-pattern of one grid value ``depth`` levels up, or None.
+
+        A grid value g at a block's (0, 0) slot contributes g·B⁻¹(E_00) to that block; when
+        B⁻¹(E_00) = a bᵀ is rank one (the DC direction of every built-in basis), a value ``depth``
+        levels up spreads as g·(a⊗…⊗a)(b⊗…⊗b)ᵀ. Otherwise there is no separable fast route.
+        """
+        bm, bn = self.block
+        unit = torch.zeros(bm, bn, dtype=torch.float64)
+        unit[0, 0] = 1.0
+        pattern = self.inner.inverse(unit)
+        left, sigma, right_t = torch.linalg.svd(pattern)
+        if sigma.numel() > 1 and float(sigma[1]) > 1e-12 * float(sigma[0]):
+            return None
+        a, b = left[:, 0] * sigma[0], right_t[0]
+
+        def spread(depth):
+            out_a, out_b = a, b
+            for _ in range(depth - 1):
+                out_a, out_b = torch.kron(out_a, a), torch.kron(out_b, b)
+            return out_a, out_b
+
+        return spread
 
     @property
     def has_frequency(self) -> bool:

@@ -137,6 +137,8 @@ def test_plain_patchwise_reuses_the_inner_factorization_for_every_block(inner):
 @pytest.mark.parametrize("name, options, shape", [
     ("patchwise", {"inner": "dct", "block": 64}, (384, 384)),
     ("patchwise", {"inner": "wht", "block": 128}, (384, 1536)),
+    ("patchwise", {"inner": "dct", "block": 8, "levels": 2}, (384, 384)),
+    ("patchwise", {"inner": "dht", "block": 4, "levels": 3}, (384, 1536)),
     ("wht", {}, (256, 512)),
 ])
 def test_new_bases_train_on_a_fast_route_at_model_sizes(name, options, shape):
@@ -152,5 +154,28 @@ def test_new_bases_train_on_a_fast_route_at_model_sizes(name, options, shape):
     assert adapter.coefficients.grad is not None
 
 
-def test_hierarchical_patchwise_has_no_fast_route():
-    assert get_basis("patchwise", inner="dct", block=2, levels=2).factorization(8, 8, torch.arange(5)) is None
+@pytest.mark.parametrize("inner", ["dct", "dht", "dft", "wht", "identity"])
+def test_hierarchical_factorization_rebuilds_the_basis_inverse(inner):
+    """left·K·right of the stacked levels equals B⁻¹(S) of the hierarchy, positions on every level."""
+    basis = get_basis("patchwise", inner=inner, block=2, levels=3)
+    rows, cols = 8, 16
+    g = torch.Generator().manual_seed(3)
+    positions = torch.cat([torch.tensor([0, 4 * cols + 8, 2 * cols + 2, 1]), torch.randperm(rows * cols, generator=g)[:20]]).unique()
+    f = basis.factorization(rows, cols, positions)
+    assert f is not None and f.left.in_blocks is not None  # one block per level present
+    coefficients = torch.randn(positions.numel(), generator=g, dtype=torch.float64)
+    S = torch.zeros(rows * cols, dtype=torch.float64)
+    S[positions] = coefficients
+    torch.testing.assert_close(f.dense(coefficients), basis.inverse(S.view(rows, cols)))
+
+
+def test_hierarchy_without_a_rank_one_block_mean_takes_the_dense_route():
+    class Mixing:  # an orthonormal block transform whose (0, 0) pattern is not rank one
+        q = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
+
+        def inverse(self, c):
+            return (self.q.T @ c.reshape(-1)).reshape(2, 2)
+
+    basis = get_basis("patchwise", inner="dct", block=2, levels=2)
+    basis.inner = Mixing()
+    assert basis.factorization(4, 4, torch.arange(5)) is None
