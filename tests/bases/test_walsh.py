@@ -68,3 +68,17 @@ def test_non_power_of_two_dimensions_are_a_clear_error(shape):
 def test_unknown_order_is_an_error():
     with pytest.raises(ValueError, match=r"order must be one of \('natural', 'sequency'\)"):
         get_basis("wht", order="walsh")
+
+
+@pytest.mark.parametrize("size, factor", [(128, 64), (256, 64), (8192, 64), (64, 4), (32, 2)])
+def test_kronecker_factored_operator_matches_scipy_hadamard(size, factor, monkeypatch):
+    """The 1-D operator splits H_n into Kronecker factors (two or three here); the product must be H_n."""
+    from spectral_peft.operators import WalshHadamardOp
+
+    monkeypatch.setattr(WalshHadamardOp, "FACTOR", factor)
+    op = WalshHadamardOp(size)
+    assert len(op.factors) >= 2 and all(f <= factor for f in op.factors)
+    x = np.random.default_rng(size).standard_normal((3, 2, size))
+    expected = x @ (scipy.linalg.hadamard(size) / np.sqrt(size)).T
+    np.testing.assert_allclose(op.apply(torch.from_numpy(x)).numpy(), expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(op.adjoint(torch.from_numpy(expected)).numpy(), x, rtol=1e-10, atol=1e-10)
