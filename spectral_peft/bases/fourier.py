@@ -22,6 +22,13 @@ freedom and the map is not invertible. In this mode ``inverse(S) = Re(ifft2(S))`
 ``forward`` is its adjoint, which is the same formula (the map is self-adjoint); ``invertible``
 and ``orthonormal`` are ``False``. Use it to reproduce published FourierFT numbers.
 
+Computation
+-----------
+Both directions use one real 2-D FFT (``rfft2`` / ``irfft2``, the half spectrum v <= N/2): the
+canonical columns 0 < v < N/2 hold √2·Re F, the partner columns v > N/2 are √2·Im F read at
+(−u, N − v) (:func:`~spectral_peft.bases.hartley.mirrored`), and the edge columns v ∈ {0, N/2}
+use the same layout along their rows.
+
 Fast routes
 -----------
 With a_u = 2πum/M and b_v = 2πvn/N the basis elements are √2·cos(a+b) (canonical), √2·sin(a+b)
@@ -39,7 +46,7 @@ import torch
 from .. import operators
 from ..factorization import Entries, Factorization, split_positions
 from .base import SpectralBasis, radial_frequency
-from .hartley import fft_axis_frequency
+from .hartley import fft_axis_frequency, mirrored
 from .registry import register_basis
 
 _SQRT2 = math.sqrt(2.0)
@@ -57,9 +64,15 @@ def hermitian_masks(rows: int, cols: int, device=None, dtype=torch.float32):
     return self_conjugate.to(dtype), canonical.to(dtype), partner.to(dtype)
 
 
-def _conjugate_positions(x: torch.Tensor) -> torch.Tensor:
-    """x(−u mod M, −v mod N) for every position (u, v)."""
-    return torch.roll(torch.flip(x, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+def _edge_columns(cols: int) -> list[int]:
+    """The columns v with 2v ≡ 0 (mod N): 0, and N/2 for even N."""
+    return [0, cols // 2] if cols % 2 == 0 and cols > 1 else [0]
+
+
+def _column_masks(rows: int, device, dtype):
+    """(self-conjugate, canonical, partner) masks of the rows of an edge column (the 1-D layout)."""
+    self_conj, canonical, partner = hermitian_masks(rows, 1, device, dtype)
+    return self_conj[:, 0], canonical[:, 0], partner[:, 0]
 
 
 @register_basis("dft")
@@ -84,19 +97,32 @@ class FourierBasis(SpectralBasis):
     def _forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.fourierft_compat:
             return torch.fft.ifft2(weight).real
-        spectrum = torch.fft.fft2(weight, norm="ortho")
-        self_conj, canonical, partner = hermitian_masks(*weight.shape[-2:], weight.device, weight.dtype)
-        return spectrum.real * (self_conj + _SQRT2 * canonical) - _SQRT2 * partner * spectrum.imag
+        rows, cols = weight.shape[-2:]
+        half = torch.fft.rfft2(weight, norm="ortho")  # F(u, v) for v <= N/2
+        # canonical columns 0 < v < N/2: √2·Re F; partner columns v > N/2: −√2·Im F = √2·Im F(−u, N − v)
+        out = _SQRT2 * torch.cat([half.real, mirrored(half.imag[..., 1 : cols - cols // 2])], dim=-1)
+        self_conj, canonical, partner = _column_masks(rows, weight.device, weight.dtype)
+        for v in _edge_columns(cols):  # v ∈ {0, N/2}: the real layout of a Hermitian column
+            column = half[..., v]
+            out[..., v] = column.real * (self_conj + _SQRT2 * canonical) - _SQRT2 * partner * column.imag
+        return out
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         if self.fourierft_compat:
             return torch.fft.ifft2(coefficients).real
         c = coefficients
-        c_conj = _conjugate_positions(c)
-        self_conj, canonical, partner = hermitian_masks(*c.shape[-2:], c.device, c.dtype)
-        real = self_conj * c + (canonical * c + partner * c_conj) / _SQRT2
-        imag = (canonical * c_conj - partner * c) / _SQRT2
-        return torch.fft.ifft2(torch.complex(real, imag), norm="ortho").real
+        rows, cols = c.shape[-2:]
+        # canonical columns 0 < v < N/2: F = (C(u, v) + i·C(−u, N − v)) / √2, the partner mirrored in
+        real = c[..., : cols // 2 + 1] / _SQRT2
+        imag = torch.zeros_like(real)
+        imag[..., 1 : cols - cols // 2] = mirrored(c[..., cols // 2 + 1 :]) / _SQRT2
+        self_conj, canonical, partner = _column_masks(rows, c.device, c.dtype)
+        for v in _edge_columns(cols):
+            column = c[..., v]
+            column_conj = torch.roll(torch.flip(column, dims=(-1,)), 1, dims=-1)  # C(−u, v)
+            real[..., v] = self_conj * column + (canonical * column + partner * column_conj) / _SQRT2
+            imag[..., v] = (canonical * column_conj - partner * column) / _SQRT2
+        return torch.fft.irfft2(torch.complex(real, imag), s=(rows, cols), norm="ortho")
 
     def frequency(self, rows: int, cols: int) -> torch.Tensor:
         """Position (u, v) holds a cosine or sine of frequency (u, v) in both layouts: see

@@ -8,7 +8,8 @@
 cas = cos + sin. Both are real, orthonormal and their own inverse, but they are different
 transforms (cas(a+b) ≠ cas(a)·cas(b)), so they rank and pick different coefficients.
 
-Fast routes: ``dht_separable`` is separable. The standard DHT is a sum of two separable terms,
+The standard DHT is computed from one real 2-D FFT (the half spectrum ``rfft2``; Hermitian
+symmetry gives the other half). Fast routes: ``dht_separable`` is separable. The standard DHT is a sum of two separable terms,
 cas(a_u + b_v) = cas(a_u)·cos(b_v) + cas(−a_u)·sin(b_v) (a_u = 2πum/M, b_v = 2πvn/N): the
 1-D DHT along the rows, the real FFT's cos/sin rows along the columns.
 """
@@ -23,6 +24,16 @@ from .base import SpectralBasis, radial_frequency
 from .registry import register_basis
 
 
+def mirrored(x: torch.Tensor) -> torch.Tensor:
+    """x at (−u mod M, reversed column order): Hermitian symmetry between the two halves of a spectrum.
+
+    For a real M × N matrix, F(u, v) = conj F(−u mod M, N − v): the columns ⌊N/2⌋+1 … N−1 of a
+    real function of F (its real or imaginary part) are ``mirrored`` columns 1 … N−⌊N/2⌋−1 of the
+    half spectrum (``rfft2``'s output), and the other way round.
+    """
+    return torch.roll(torch.flip(x, dims=(-2, -1)), 1, dims=-2)
+
+
 def fft_axis_frequency(size: int) -> torch.Tensor:
     """φ_u = 2·min(u, K−u)/K: index u of a length-K DFT axis is |u| cycles per K samples (u ≡ u − K)."""
     u = torch.arange(size)
@@ -31,11 +42,16 @@ def fft_axis_frequency(size: int) -> torch.Tensor:
 
 @register_basis("dht")
 class HartleyBasis(SpectralBasis):
-    """Standard 2-D discrete Hartley transform, H = Re F − Im F with F = fft2(W)/√(MN)."""
+    """Standard 2-D discrete Hartley transform, H = Re F − Im F with F = fft2(W)/√(MN).
+
+    One real FFT (``rfft2``): the columns v ≤ N/2 are Re F − Im F of the half spectrum, the others
+    Re F + Im F at (−u, N − v) (Hermitian symmetry, :func:`mirrored`).
+    """
 
     def _forward(self, weight: torch.Tensor) -> torch.Tensor:
-        spectrum = torch.fft.fft2(weight, norm="ortho")
-        return spectrum.real - spectrum.imag
+        half = torch.fft.rfft2(weight, norm="ortho")
+        cols = weight.shape[-1]
+        return torch.cat([half.real - half.imag, mirrored((half.real + half.imag)[..., 1 : cols - cols // 2])], dim=-1)
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
         return self._forward(coefficients)
