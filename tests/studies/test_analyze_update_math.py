@@ -210,3 +210,16 @@ def test_analysis_is_deterministic_and_rows_are_consistent():
     delta_rows = [r for r in first.summary if r["matrix"] == "delta"]
     for g, d in zip(gauss, delta_rows):  # the Gaussian contrast has ΔW's norm
         assert g["energy"] == pytest.approx(d["energy"], rel=1e-9)
+
+
+def test_a_basis_spec_is_analysed_under_its_spec_like_the_name_with_those_options():
+    w0 = {NAME: randn(16, 24, seed=1).float()}
+    deltas = {NAME: randn(16, 24, seed=2).float()}
+    common = dict(n_values=[8], deltas=[0.7], selectors=["energy", "mixed"])
+    by_spec = analyse_update(w0, deltas, 0, AnalysisConfig(bases=["patchwise:dht:8"], **common))
+    by_options = analyse_update(w0, deltas, 0, AnalysisConfig(
+        bases=["patchwise"], basis_options={"patchwise": {"inner": "dht", "block": 8}}, **common))
+    assert {r["basis"] for r in by_spec.summary} == {"patchwise:dht:8"}
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "basis"} for r in rows]  # noqa: E731
+    assert strip(by_spec.summary) == strip(by_options.summary)
+    assert strip(by_spec.reachable) == strip(by_options.reachable)

@@ -179,7 +179,8 @@ def test_console_and_script_help(monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--sources", "full,adapter"], "unknown update source"),
-    (["--bases", "dht,nope"], "unknown bases"),
+    (["--bases", "dht,nope"], "unknown basis .nope."),
+    (["--bases", "wavelet:bior1.3"], "not orthogonal"),
     (["--deltas", "1.5"], "must lie in"),
 ])
 def test_bad_options_are_clear_errors(tmp_path, argv, message, capsys):

@@ -125,13 +125,15 @@ def analyse_update(w0: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor],
             result.notes.append(f"basis {basis_name}: not orthonormal, so coefficient energy is not the energy "
                                 "a least-squares fit on those positions reaches; skipped")
             continue
-        usable = []
+        usable, refused = [], {}
         for name in names:
             try:
                 basis.check_shape(*deltas[name].shape)
                 usable.append(name)
             except ValueError as err:
-                result.notes.append(f"basis {basis_name}: layer {name} {tuple(deltas[name].shape)} skipped ({err})")
+                refused.setdefault(str(err), []).append(f"{name} {tuple(deltas[name].shape)}")
+        for reason, layers in refused.items():  # one note per reason, not one per layer
+            result.notes.append(f"basis {basis_name}: {len(layers)} layer(s) skipped ({reason}): {', '.join(layers)}")
         if not usable:
             continue
         targets = {name: _as_linear(w0[name]) for name in usable}

@@ -126,7 +126,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--deltas", type=_csv_list(float), metavar="LIST",
                    help=f"δ grid of selectors that take δ (mixed) {_d('deltas')}")
     g.add_argument("--bases", type=_csv_list(str), metavar="LIST",
-                   help="bases to analyse (default: every name in spectral_peft.list_bases())")
+                   help="bases to analyse: registered names or specs name:arg:arg (e.g. patchwise:dct:64, "
+                   "the spelling of the studies' --values) (default: every name in spectral_peft.list_bases())")
     g.add_argument("--selectors", type=_csv_list(str), metavar="LIST",
                    help="selectors to evaluate (default: every name in spectral_peft.list_selectors(); those that "
                    "need more than W0 are skipped with a note)")
@@ -162,12 +163,17 @@ def resolve(args: argparse.Namespace) -> dict:
         raise SystemExit(f"error: --n must be positive integers, got {cfg['n']}")
     if any(not 0 <= d <= 1 for d in cfg["deltas"]):
         raise SystemExit(f"error: --deltas must lie in [0, 1], got {cfg['deltas']}")
-    from spectral_peft import list_bases, list_selectors
+    from spectral_peft import get_basis, list_bases, list_selectors
 
-    for key, known in (("bases", list_bases()), ("selectors", list_selectors())):
-        unknown = sorted(set(cfg.get(key) or []) - set(known))
-        if unknown:
-            raise SystemExit(f"error: unknown {key} {unknown}; registered: {', '.join(known)}")
+    for spec in cfg.get("bases") or []:
+        try:
+            get_basis(spec)
+        except (KeyError, ValueError, TypeError) as err:
+            raise SystemExit(f"error: --bases {spec!r}: {err.args[0] if err.args else err}; give registered names "
+                             f"({', '.join(list_bases())}) or specs such as patchwise:dct:64") from None
+    unknown = sorted(set(cfg.get("selectors") or []) - set(list_selectors()))
+    if unknown:
+        raise SystemExit(f"error: unknown selectors {unknown}; registered: {', '.join(list_selectors())}")
     cfg["loop_source"] = cfg.get("loop_source") or cfg["sources"][0]
     cfg["out"] = cfg.get("out") or f"results/{NAME}_{args.preset}"
     cfg["updates_dir"] = cfg.get("updates_dir") or str(Path(cfg["out"]) / "updates")
