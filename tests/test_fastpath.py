@@ -541,7 +541,7 @@ def _forward_backward(model, x):
     return y.detach(), [a.coefficients.grad.clone() for a in model.modules() if isinstance(a, SpectralAdapter)]
 
 
-@pytest.mark.parametrize("name", BASES)
+@pytest.mark.parametrize("name", [*BASES, "patchwise:dht:2:3"])  # + a hierarchy: stacked levels
 def test_compile_has_no_graph_breaks_and_matches_eager(name):
     """``torch._dynamo.explain`` of an injected model: one graph, no break, in training, in inference
     and under autocast; the compiled model (dynamo + AOTAutograd, forward and backward) equals eager."""
