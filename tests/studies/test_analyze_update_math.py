@@ -223,3 +223,15 @@ def test_a_basis_spec_is_analysed_under_its_spec_like_the_name_with_those_option
     strip = lambda rows: [{k: v for k, v in r.items() if k != "basis"} for r in rows]  # noqa: E731
     assert strip(by_spec.summary) == strip(by_options.summary)
     assert strip(by_spec.reachable) == strip(by_options.reachable)
+
+
+def test_a_selector_one_basis_refuses_is_still_evaluated_in_the_others():
+    """``band`` needs a frequency map: refused for identity, evaluated for the bases after it."""
+    w0 = {NAME: randn(16, 24, seed=1).float()}
+    deltas = {NAME: randn(16, 24, seed=2).float()}
+    bases = ["identity", "dct", "wavelet"]
+    result = analyse_update(w0, deltas, 0, AnalysisConfig(bases=bases, n_values=[8], deltas=[0.7], selectors=["band", "random"]))
+    with_band = {r["basis"] for r in result.reachable if r["selector"] == "band"}
+    assert with_band == {"dct", "wavelet"}
+    assert [n for n in result.notes if n.startswith("selector band")] == [
+        n for n in result.notes if n.startswith("selector band: skipped for basis identity:")]

@@ -114,7 +114,7 @@ def analyse_update(w0: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor],
     result = AnalysisResult()
     bases = list(config.bases or list_bases())
     settings = selector_settings(config.selectors or list_selectors(), config.deltas)
-    skipped_selectors: set[tuple] = set()
+    refusals: dict[tuple, list[str]] = {}  # (selector label, error) -> the bases it was refused for
     names = sorted(deltas, key=lambda n: (layer_kind(n), layer_block(n) or 0, n))
     gaussians = {name: _gaussian_like(deltas[name], seed, name) for name in names}
 
@@ -140,17 +140,15 @@ def analyse_update(w0: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor],
         chosen: dict[tuple, dict[str, torch.Tensor]] = {}
         for n in config.n_values:
             for selector, delta in settings:
-                if (selector, delta) in skipped_selectors:
-                    continue
                 try:
                     cfg = SpectralConfig(basis=basis_name, basis_options=options, selector=selector, delta=delta,
                                          n=int(n), seed=int(seed))
                     # no model and no calibration data: selectors that need them raise and are skipped below
                     chosen[(n, selector, delta)] = choose_positions(None, targets, cfg)
-                except Exception as err:  # a selector that needs more than W0 (data, a stored update, ...)
-                    skipped_selectors.add((selector, delta))
-                    result.notes.append(f"selector {selector_label(selector, delta)}: skipped, it cannot choose "
-                                        f"from W0 alone ({type(err).__name__}: {err})")
+                except Exception as err:  # needs more than W0 (data, a stored update), or more than this basis has
+                    bases_refused = refusals.setdefault((selector_label(selector, delta), f"{type(err).__name__}: {err}"), [])
+                    if basis_name not in bases_refused:
+                        bases_refused.append(basis_name)
 
         for name in usable:
             rows, cols = deltas[name].shape
@@ -182,5 +180,8 @@ def analyse_update(w0: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor],
                         where, n=n, selector=selector, delta=delta, label=selector_label(selector, delta),
                         fraction=fraction, oracle=oracle, of_oracle=fraction / oracle, chance=n / total))
                 result.overlap.append(dict(where, n=n, **spectra.overlap(energies["w0"], e_delta, n, config.rank_correlation)))
+    for (label, error), refused in refusals.items():
+        where = "every basis" if set(refused) >= set(bases) else "basis " + ", ".join(refused)
+        result.notes.append(f"selector {label}: skipped for {where}: it cannot choose from W0 alone there ({error})")
     return result
 
