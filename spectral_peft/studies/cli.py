@@ -18,7 +18,7 @@ def _csv_list(kind):
     return parse
 
 
-def _d(key: str) -> str:
+def _defaults(key: str, presets: dict = PRESETS) -> str:
     """The presets' values of ``key`` for help texts, e.g. '(smoke: 16; quick/full: 32)'."""
     def show(v):
         if v is None:
@@ -30,7 +30,7 @@ def _d(key: str) -> str:
         return str(v)
 
     groups: dict[str, list[str]] = {}
-    for name, preset in PRESETS.items():
+    for name, preset in presets.items():
         groups.setdefault(show(preset.get(key)), []).append(name)
     if len(groups) == 1:
         return f"(default: {next(iter(groups))})"
@@ -38,6 +38,11 @@ def _d(key: str) -> str:
 
 
 def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
+    presets = study.presets()
+
+    def _d(key: str) -> str:
+        return _defaults(key, presets)
+
     p = argparse.ArgumentParser(
         prog=prog or f"python studies/{study.name}.py",
         allow_abbrev=False,
@@ -50,7 +55,8 @@ def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
     g = p.add_argument_group("what to run")
     g.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="smoke: tiny random BERT + generated data (CI, seconds); quick: MiniLM + real data, "
-                   "8 seeds, minutes; full: whole train split, 36 seeds, hours (default: quick)")
+                   f"{len(presets['quick']['seeds'])} seeds, minutes; full: whole train split, "
+                   f"{len(presets['full']['seeds'])} seeds, hours (default: quick)")
     g.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                    help=f"seeds to run, e.g. --seeds 0 1 2 {_d('seeds')}")
     if study.sweep:
@@ -171,7 +177,7 @@ def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
 
 def resolve(study, args: argparse.Namespace) -> dict:
     """Preset values overlaid with the options given on the command line."""
-    cfg = dict(PRESETS[args.preset])
+    cfg = dict(study.presets()[args.preset])
     cfg["preset"] = args.preset
     for key, value in vars(args).items():
         if value is not None and key not in ("preset",):

@@ -68,6 +68,13 @@ class Study:
     basis_options_help: str = 'options of the basis as JSON, e.g. \'{"wavelet": "db2"}\' (default: {})'
     baseline: str | None = None  # default --baseline, e.g. "delta=0"; None: the first level of the first axis
     sweep: bool = False
+    preset_overrides: dict[str, dict] = field(default_factory=dict)  # per preset: defaults this study changes
+
+    def presets(self) -> dict[str, dict]:
+        """The presets with this study's ``preset_overrides`` applied (options given still win)."""
+        from .presets import PRESETS
+
+        return {name: {**preset, **self.preset_overrides.get(name, {})} for name, preset in PRESETS.items()}
 
     @property
     def hidden(self) -> set[str]:

@@ -130,3 +130,18 @@ def test_mixed_provenance_is_refused_unless_allowed(tmp_path):
     _rows(out).drop(columns=["provenance"]).to_csv(out / "results.csv", index=False)
     with pytest.raises(SystemExit, match="unknown provenance"):
         run(study, out, *args, "--seeds", "0", "1", "2")
+
+
+def test_a_study_can_change_its_preset_defaults_and_options_still_win():
+    """The selector study runs 10 quick seeds (7 Holm comparisons need 2/2^k < 0.05/7) against random."""
+    from spectral_peft.studies.cli import build_parser, resolve
+    from spectral_peft.studies.presets import PRESETS
+
+    selector, delta = load_study("ablate_selector"), load_study("ablate_delta")
+    for study, seeds in ((selector, list(range(10))), (delta, PRESETS["quick"]["seeds"])):
+        cfg = resolve(study, build_parser(study).parse_args([]))
+        assert cfg["seeds"] == seeds
+        assert 2 / 2 ** len(cfg["seeds"]) < 0.05 / (len(cfg["values"]) - 1)  # the sign-flip test can reach Holm
+    assert resolve(selector, build_parser(selector).parse_args(["--seeds", "3", "4"]))["seeds"] == [3, 4]
+    assert selector.default_baseline({"selector": []}) == "selector=random"
+    assert PRESETS["quick"]["seeds"] == list(range(8))  # the shared preset is untouched
