@@ -28,6 +28,13 @@ def save_figures(fig, folder: Path, stem: str, dpi: int = 150) -> list[Path]:
     return paths
 
 
+def tick_label(level) -> str:
+    """A grid level as a tick label: spec arguments that are file paths shortened to the file's stem
+    (``oracle:results/x/updates/full_seed2.safetensors`` -> ``oracle:full_seed2``)."""
+    text = str(level)
+    return ":".join(Path(part).stem if "/" in part or "\\" in part else part for part in text.split(":"))
+
+
 def _yerr(rows):
     """Asymmetric CI bar lengths; 0 where there is no CI (one seed)."""
     low = [0.0 if math.isnan(lo) else m - lo for m, lo in zip(rows["mean"], rows["ci_low"])]
@@ -57,7 +64,7 @@ def draw(ax, summary, grid: dict, log_x: bool = False, categorical: bool | None 
             if log_x:
                 ax.set_xscale("log")
         else:
-            ax.set_xticks(range(len(levels)), levels, rotation=20)
+            ax.set_xticks(range(len(levels)), [tick_label(v) for v in levels], rotation=20)
             ax.set_xlim(-0.6, len(levels) - 0.4)
         ax.set_xlabel(x_axis)
     for r in refs.itertuples():

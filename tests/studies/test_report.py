@@ -105,3 +105,12 @@ def test_report_and_sweep_are_console_commands(tmp_path):
     res = subprocess.run([sys.executable, "-m", "spectral_peft.studies", "report", str(tmp_path)],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert res.returncode != 0 and "no summary.csv" in res.stderr
+
+
+@pytest.mark.parametrize("level, label", [
+    ("oracle:results/analyze_update_full/updates/full_seed2.safetensors", "oracle:full_seed2"),
+    ("mixed:0.7", "mixed:0.7"), ("patchwise:dct:64", "patchwise:dct:64"), (0.5, "0.5"), ("dht", "dht")])
+def test_tick_labels_shorten_paths_in_specs_only(level, label):
+    from spectral_peft.studies.plot import tick_label
+
+    assert tick_label(level) == label
