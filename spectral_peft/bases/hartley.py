@@ -9,7 +9,9 @@ cas = cos + sin. Both are real, orthonormal and their own inverse, but they are 
 transforms (cas(a+b) ≠ cas(a)·cas(b)), so they rank and pick different coefficients.
 
 The standard DHT is computed from one real 2-D FFT (the half spectrum ``rfft2``; Hermitian
-symmetry gives the other half). Fast routes: ``dht_separable`` is separable. The standard DHT is a sum of two separable terms,
+symmetry gives the other half).
+
+Fast routes: ``dht_separable`` is separable. The standard DHT is a sum of two separable terms,
 cas(a_u + b_v) = cas(a_u)·cos(b_v) + cas(−a_u)·sin(b_v) (a_u = 2πum/M, b_v = 2πvn/N): the
 1-D DHT along the rows, the real FFT's cos/sin rows along the columns.
 """
