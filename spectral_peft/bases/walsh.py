@@ -9,8 +9,9 @@ self-inverse up to the order permutation (natural: B⁻¹ = B).
 
 The 1-D transform is ``operators.walsh_hadamard`` (Sylvester's H_K as a Kronecker product of
 small Hadamard matrices, one small matmul per factor). The sequency order is a fixed
-permutation of the natural order: the Walsh row of sequency s is the Hadamard row bitreverse(gray(s)), with gray(s) = s ⊕ (s >> 1). Fast route: the basis is separable, C = A_M W A_Nᵀ,
-so a coefficient at sequency position (s, t) is the natural-order outer product of rows
+permutation of the natural order: the Walsh row of sequency s is the Hadamard row
+bitreverse(gray(s)), with gray(s) = s ⊕ (s >> 1). Fast route: the basis is separable,
+C = A_M W A_Nᵀ, so a coefficient at sequency position (s, t) is the natural-order outer product of rows
 perm(s) and perm(t): ``separable(walsh_hadamard(M), walsh_hadamard(N), positions mapped to natural)``.
 
 Frequency per position: the sequency s of a row counts its sign changes, ≈ 2× its frequency in
