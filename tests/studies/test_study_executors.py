@@ -4,8 +4,6 @@ nothing; a run that raises in a worker is recorded with its traceback and retrie
 import json
 import os
 import signal
-import threading
-import time
 
 import pandas as pd
 import pytest
@@ -38,30 +36,34 @@ def _rows(out):
     return df.drop(columns=timing).sort_values("run_key").reset_index(drop=True)
 
 
-def _kill_driver_after(csv_path, rows):
-    """SIGTERM this process (the driver) once results.csv holds ``rows`` runs."""
-    def watch():
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if csv_path.is_file() and len(pd.read_csv(csv_path)) >= rows:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            time.sleep(0.05)
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+def _kill_driver_after(monkeypatch, rows):
+    """SIGTERM this process (the driver) right after results.csv is written with ``rows`` runs.
+
+    The signal is sent from the driver's own write, not from a polling thread: a thread could be late
+    on a loaded machine and signal after the study had finished and put back the previous handler.
+    """
+    from spectral_peft.studies import runner
+
+    write = runner._write_rows
+
+    def write_then_signal(path, all_rows):
+        write(path, all_rows)
+        if len(all_rows) >= rows:
+            monkeypatch.setattr(runner, "_write_rows", write)  # once
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(runner, "_write_rows", write_then_signal)
 
 
 @pytest.mark.parametrize("executor", [
     ("--executor", "ray"),
     ("--executor", "slurm", "--slurm-cluster", "local", "--max-jobs", "2", "--runs-per-job", "2"),
 ], ids=["ray", "slurm"])
-def test_executor_matches_local_and_resumes(executor, reference, local_ray, tmp_path):
+def test_executor_matches_local_and_resumes(executor, reference, local_ray, tmp_path, monkeypatch):
     study, out = load_study("ablate_delta"), tmp_path / "out"
-    watcher = _kill_driver_after(out / "results.csv", 2)
+    _kill_driver_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run(study, out, *ARGS, *executor)
-    watcher.join()
     first = pd.read_csv(out / "results.csv", keep_default_na=False, dtype=str)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and 2 <= len(first) < len(reference)
