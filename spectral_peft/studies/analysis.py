@@ -47,7 +47,34 @@ def point_label(row, grid: dict) -> str:
 
 
 def _by_seed(g, column: str) -> dict:
-    return {int(s): 100.0 * float(v) for s, v in zip(g["seed"], g[column]) if not _isnan(float(v))}
+    """seed -> value in points, in seed order (the bootstrap's resamples depend on the order of the data,
+    which must not depend on the order in which parallel runs finished)."""
+    pairs = sorted((int(s), 100.0 * float(v)) for s, v in zip(g["seed"], g[column]) if not _isnan(float(v)))
+    return dict(pairs)
+
+
+_REFERENCE_ORDER = ("head", "lora", "full")
+
+
+def _configuration_order(df, grid: dict) -> list:
+    """The configurations of ``df["_key"]``: spectral points in grid order, then head, LoRA by rank, full.
+
+    Not the order of the rows: executors that run in parallel write rows as runs finish.
+    """
+    def level(axis, value):
+        levels = [format_value(axis, v) for v in grid.get(axis, [])]
+        text = format_value(axis, value)
+        return levels.index(text) if text in levels else len(levels)
+
+    def rank(key):
+        first = df[df["_key"].map(lambda k: k == key)].iloc[0]
+        if first["method"] == "spectral":
+            return (0, tuple(level(axis, first.get(axis)) for axis in grid))
+        method = first["method"]
+        lora_r = float(first["lora_r"]) if str(first.get("lora_r", "")).strip() not in ("", "nan") else 0.0
+        return (1, _REFERENCE_ORDER.index(method) if method in _REFERENCE_ORDER else len(_REFERENCE_ORDER), lora_r)
+
+    return sorted(dict.fromkeys(df["_key"]), key=rank)  # stable: ties keep their first appearance
 
 
 def summarize(df, grid: dict, baseline: dict | None, metric: str = "accuracy", margin: float = 0.5,
@@ -59,7 +86,7 @@ def summarize(df, grid: dict, baseline: dict | None, metric: str = "accuracy", m
     df["_key"] = [point_key(r) if r["method"] == "spectral" else (r["method"], str(r.get("lora_r", "")))
                   for _, r in df.iterrows()]
     rows, values, f1s, keys = [], {}, {}, []
-    for key in dict.fromkeys(df["_key"]):
+    for key in _configuration_order(df, grid):
         g = df[df["_key"].map(lambda k: k == key)]
         first = g.iloc[0]
         acc = _by_seed(g, metric)

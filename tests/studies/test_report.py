@@ -114,3 +114,17 @@ def test_tick_labels_shorten_paths_in_specs_only(level, label):
     from spectral_peft.studies.plot import tick_label
 
     assert tick_label(level) == label
+
+
+def test_summary_order_does_not_depend_on_the_order_runs_finished():
+    """Parallel executors write rows as runs finish: the summary still lists the spectral points in grid
+    order, then the references (head, LoRA by rank)."""
+    df = _synthetic_rows(seeds=5)
+    head = df[df["method"] == "lora"].assign(method="head", lora_r="", adapter_params=0)
+    df = pd.concat([df, head.drop_duplicates("seed")], ignore_index=True)
+    grid = {"delta": [0.0, 0.5, 1.0]}
+    in_order = analysis.summarize(df, grid, {"delta": 0.0})
+    assert list(in_order["point"]) == ["delta=0", "delta=0.5", "delta=1", "head only", "LoRA r=1", "LoRA r=4"]
+    for seed in range(3):
+        shuffled = analysis.summarize(df.sample(frac=1.0, random_state=seed).reset_index(drop=True), grid, {"delta": 0.0})
+        pd.testing.assert_frame_equal(shuffled, in_order)
