@@ -1,9 +1,11 @@
 """The smoke study through Ray (a local Ray, 2 CPUs) and SLURM (submitit's local executor) gives the
 local executor's results row for row; killing the driver mid-grid and rerunning loses and duplicates
-nothing; a run that raises in a worker is recorded with its traceback and retried."""
+nothing; a run that raises in a worker is recorded with its traceback and retried; SIGTERM stops a driver
+that started its own Ray like Ctrl-C."""
 import json
 import os
 import signal
+import time
 
 import pandas as pd
 import pytest
@@ -90,3 +92,30 @@ def test_a_run_that_raises_in_a_worker_is_recorded_and_retried(local_ray, tmp_pa
         assert manifest["runs"]["completed_now"] == 1  # retried, not skipped
         assert "Traceback" in manifest["errors"][0]["traceback"]
         assert "no_such_option" in manifest["errors"][0]["traceback"]
+
+
+def test_sigterm_stops_a_study_that_started_its_own_ray_like_ctrl_c(tmp_path):
+    """``kill PID`` of a driver that started Ray itself: ray.init installs a handler that kills the process
+    outright, so the executor puts the study's back; the manifest says "interrupted" and rows stay."""
+    import subprocess
+    import sys
+
+    from .helpers import REPO
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "studies" / "ablate_delta.py"), "--preset", "smoke", "--out", str(out),
+           "--quiet", *ARGS, "--executor", "ray", "--ray-num-cpus", "1"]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    csv_path = out / "results.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and driver.poll() is None:
+        if csv_path.is_file() and len(pd.read_csv(csv_path)) >= 1:
+            break
+        time.sleep(0.1)
+    assert driver.poll() is None, "the study finished before it could be signalled: " + driver.stdout.read()
+    driver.send_signal(signal.SIGTERM)
+    output = driver.communicate(timeout=120)[0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert driver.returncode == 130, output
+    assert manifest["status"] == "interrupted"
+    assert 1 <= len(pd.read_csv(csv_path)) < 5

@@ -1,9 +1,15 @@
 """``--executor ray``: each run a Ray task, on a cluster (``--ray-address``) or a local Ray."""
 from __future__ import annotations
 
+import signal
+import threading
 import traceback
 
 from .base import Executor, register_executor
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 @register_executor("ray")
@@ -38,11 +44,16 @@ class RayExecutor(Executor):
 
         started = False
         if not ray.is_initialized():
+            # ray.init installs its own SIGTERM handler, which kills the driver outright; put the study's
+            # back, so that `kill PID` still stops the study like Ctrl-C (results kept, manifest updated)
+            on_sigterm = signal.getsignal(signal.SIGTERM) if _main_thread() else None
             if self.address:
                 ray.init(address=self.address, log_to_driver=False)
             else:
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
             started = True
+            if on_sigterm is not None:
+                signal.signal(signal.SIGTERM, on_sigterm)
         task = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=0)(fn)
         setup_ref = ray.put(setup)
         pending = {task.remote(setup_ref, run): run for run in runs}
