@@ -5,9 +5,10 @@ quick: all-MiniLM-L6-v2 + TREC, 800-example class-balanced train subset, 3 epoch
        query/value of the top two layers (layers 0-3 computed once and cached), 8 seeds: enough
        for the exact sign-flip test to reach Holm significance over a few comparisons
        (smallest p = 2/2^8); the quick δ study (3 values) in under 10 minutes on 2 CPU cores.
-full:  same model, dataset and adapter; the whole train split (3 epochs), 36 seeds: the powered
-       design. From the paired standard deviation of the 3-seed full studies (0.84-0.98 points),
-       36 seeds detect 0.40-0.47 points at alpha = 0.05 with power 0.8 (studies/README.md).
+full:  same model, dataset and adapter; the whole train split (3 epochs), 48 seeds: the powered
+       design. The 36-seed δ study measured a paired standard deviation of about 1.15 points (the
+       3-seed pilot had suggested 0.84-0.98), so 36 seeds detect 0.55 points; 48 seeds bring the
+       minimum detectable effect (alpha = 0.05, power 0.8) to about 0.47 (studies/README.md).
 quick-llm: SmolLM2-135M-Instruct (a decoder) generating TREC's label text after a prompt, adapters
        on q_proj/v_proj of the top two of its 30 blocks (the 28 below computed once and cached),
        a small train subset and 2 epochs so that it stays affordable on 2 CPU cores (learning rates
@@ -98,4 +99,4 @@ PRESETS: dict[str, dict] = {
 }
 
 # full differs from quick only in the seeds and the train split
-PRESETS["full"] = dict(PRESETS["quick"], seeds=list(range(36)), train_size=None)
+PRESETS["full"] = dict(PRESETS["quick"], seeds=list(range(48)), train_size=None)
