@@ -116,6 +116,10 @@ def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
     if "delta" not in study.hidden:
         g.add_argument("--delta", type=float, help=f"energy share of positions for the mixed selector {_d('delta')}")
     g.add_argument("--alpha", type=float, help=f"scale α of ΔW {_d('alpha')}")
+    g.add_argument("--alpha-scaling", choices=["none", "sqrt"],
+                   help="α per n: 'sqrt' gives a run with n coefficients α·sqrt(n0/n), n0 = --n (the preset's "
+                   "n), which keeps the size of one Adam step on ΔW (about α·lr·sqrt(n)) the same for every n; "
+                   f"the dev-split pilot in studies/README.md needed it at n = 12288 {_d('alpha_scaling')}")
     g.add_argument("--layers", type=_csv_list(int), metavar="LIST",
                    help=f"encoder layers that get adapters (and LoRA), e.g. 0,1,2,3,4,5 {_d('layers')}; the "
                    "frozen layers below the lowest one are computed once and cached")

@@ -28,6 +28,7 @@ _COMMON = dict(
     selector="mixed",
     delta=0.7,
     alpha=1.0,
+    alpha_scaling="none",
     eval_split="test",
     warmup_ratio=0.1,
     weight_decay=0.0,

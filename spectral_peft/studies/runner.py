@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -172,6 +173,25 @@ def derive_seeds(seed: int, held: dict | None = None) -> dict:
     return out
 
 
+ALPHA_SCALINGS = ("none", "sqrt")
+
+
+def scaled_alpha(alpha: float, n: int, cfg: dict) -> float:
+    """α of a run with ``n`` coefficients under ``cfg["alpha_scaling"]``.
+
+    ``none``: α as given. ``sqrt``: α·√(n₀/n) with n₀ = ``cfg["n"]`` (the preset's n or ``--n``).
+    With zero-initialised coefficients and Adam, every coefficient moves by about lr per step
+    whatever its gradient, so one step changes ΔW = α·B⁻¹(S) by about α·lr·√n in Frobenius norm
+    (orthonormal basis, independent signs): ``sqrt`` keeps that step size the same for every n.
+    """
+    scaling = cfg.get("alpha_scaling") or "none"
+    if scaling not in ALPHA_SCALINGS:
+        raise SystemExit(f"error: alpha scaling must be one of {', '.join(ALPHA_SCALINGS)}, got {scaling!r}")
+    if scaling == "none":
+        return alpha
+    return float(alpha) * math.sqrt(int(cfg["n"]) / int(n))
+
+
 def plan_runs(study: Study, cfg: dict, shared: dict, lora_ranks: dict[int, int]) -> list[dict]:
     """Every run of the study, in execution order: per seed, the grid points, then the references
     (LoRA once per distinct rank: the rank with the parameter count closest to each n of the grid)."""
@@ -184,6 +204,7 @@ def plan_runs(study: Study, cfg: dict, shared: dict, lora_ranks: dict[int, int])
         seeds = derive_seeds(seed, held)
         for point in points:
             run = dict(shared, method="spectral", seed=seed, lr_adapter=cfg["lr"], **point, **seeds)
+            run["alpha"] = scaled_alpha(run["alpha"], run["n"], cfg)
             run["basis_options"] = study.basis_options_for(cfg, run["basis"])
             runs.append(run)
         for ref in cfg["references"]:

@@ -145,3 +145,19 @@ def test_a_study_can_change_its_preset_defaults_and_options_still_win():
     assert resolve(selector, build_parser(selector).parse_args(["--seeds", "3", "4"]))["seeds"] == [3, 4]
     assert selector.default_baseline({"selector": []}) == "selector=random"
     assert PRESETS["quick"]["seeds"] == list(range(8))  # the shared preset is untouched
+
+
+def test_alpha_scaling_gives_each_n_its_own_alpha(tmp_path):
+    """--alpha-scaling sqrt: α·sqrt(n0/n) per point (n0 = the preset's n, 64 on smoke); none keeps α."""
+    sweep = load_study("sweep")
+    scaled, plain = tmp_path / "scaled", tmp_path / "plain"
+    args = ("--grid", "n=16,64,256", "--references", "none", "--alpha", "0.5", *FAST)
+    assert run(sweep, scaled, *args, "--alpha-scaling", "sqrt") == 0
+    assert run(sweep, plain, *args) == 0
+    rows = _rows(scaled)
+    assert [(int(n), float(a)) for n, a in zip(rows["n"], rows["alpha"])] == [(16, 1.0), (64, 0.5), (256, 0.25)]
+    assert set(_rows(plain)["alpha"].astype(float)) == {0.5}
+    assert json.loads((scaled / "manifest.json").read_text())["config"]["alpha_scaling"] == "sqrt"
+    # the scaled and unscaled runs at n = 16 are different runs (resume never mixes them up)
+    assert set(rows["run_key"]) & set(_rows(plain)["run_key"]) == set(rows[rows["n"].astype(int) == 64]["run_key"])
+    assert "n=256" in (scaled / "results.md").read_text()
