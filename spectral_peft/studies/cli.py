@@ -7,7 +7,7 @@ import json
 from .data import list_datasets
 from .executors import list_executors
 from .model import DTYPES, TASKS
-from .presets import PRESETS
+from .presets import ALPHA_SCALINGS, PRESETS
 
 __all__ = ["build_parser", "resolve"]
 
@@ -116,7 +116,7 @@ def build_parser(study, prog: str | None = None) -> argparse.ArgumentParser:
     if "delta" not in study.hidden:
         g.add_argument("--delta", type=float, help=f"energy share of positions for the mixed selector {_d('delta')}")
     g.add_argument("--alpha", type=float, help=f"scale α of ΔW {_d('alpha')}")
-    g.add_argument("--alpha-scaling", choices=["none", "sqrt"],
+    g.add_argument("--alpha-scaling", choices=ALPHA_SCALINGS,
                    help="α per n: 'sqrt' gives a run with n coefficients α·sqrt(n0/n), n0 = --n (the preset's "
                    "n), which keeps the size of one Adam step on ΔW (about α·lr·sqrt(n)) the same for every n; "
                    f"the dev-split pilot in studies/README.md needed it at n = 12288 {_d('alpha_scaling')}")

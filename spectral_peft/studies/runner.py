@@ -29,6 +29,7 @@ from .executors import get_executor
 from .grid import grid_points
 from .job import check_device, describe, execute_run, setup_from_config, workspace
 from .methods import comparable_lora_rank
+from .presets import ALPHA_SCALINGS
 
 __all__ = ["COLUMNS", "METRIC_COLUMNS", "Study", "derive_seeds", "main", "read_rows", "run_study"]
 
@@ -171,9 +172,6 @@ def derive_seeds(seed: int, held: dict | None = None) -> dict:
         if value is not None:
             out[f"{name}_seed"] = int(value)
     return out
-
-
-ALPHA_SCALINGS = ("none", "sqrt")
 
 
 def scaled_alpha(alpha: float, n: int, cfg: dict) -> float:
