@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import re
 
 import torch
@@ -11,12 +12,29 @@ from torch import nn
 from .model import Backbone, TaskModel, model_kind, resolve_targets
 from .train import epoch_batches, seed_everything
 
-__all__ = ["METHODS", "build_model", "calibration_batches", "comparable_lora_rank", "matching_linears",
-           "selector_takes_delta"]
+__all__ = ["METHODS", "build_model", "calibration_batches", "comparable_lora_rank", "effective_alpha",
+           "matching_linears", "selector_takes_delta"]
 
 CALIBRATION_BATCHES = 8
 
 METHODS = ("spectral", "lora", "head", "full")
+
+
+def effective_alpha(run: dict) -> float:
+    """The α a spectral run trains with: its ``alpha`` under its ``alpha_scaling``.
+
+    ``none`` (or empty: rows from before the column existed): α. ``sqrt:<n0>``: α·√(n0/n). With
+    zero-initialised coefficients and Adam every coefficient moves by about lr per step whatever its
+    gradient, so one step changes ΔW = α·B⁻¹(S) by about α·lr·√n in Frobenius norm (orthonormal
+    basis, independent signs); ``sqrt`` keeps that step the same for every n.
+    """
+    alpha = float(run["alpha"])
+    rule, _, n0 = str(run.get("alpha_scaling") or "none").partition(":")
+    if rule == "none":
+        return alpha
+    if rule == "sqrt" and n0.isdigit():
+        return alpha * math.sqrt(int(n0) / int(run["n"]))
+    raise ValueError(f"unknown alpha_scaling {run.get('alpha_scaling')!r}: expected 'none' or 'sqrt:<n0>'")
 
 
 def selector_takes_delta(selector: str) -> bool:
@@ -106,7 +124,7 @@ def build_model(backbone: Backbone | nn.Module, num_labels: int, run: dict, seed
 
         cfg = SpectralConfig(
             basis=run["basis"], basis_options=dict(run.get("basis_options") or {}), selector=run["selector"],
-            n=int(run["n"]), delta=None if run.get("delta") is None else float(run["delta"]), alpha=float(run["alpha"]),
+            n=int(run["n"]), delta=None if run.get("delta") is None else float(run["delta"]), alpha=effective_alpha(run),
             seed=int(run.get("position_seed", seed)),
             target_modules=targets,
         )

@@ -7,7 +7,6 @@ import csv
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import shlex
 import signal
@@ -35,13 +34,13 @@ __all__ = ["COLUMNS", "METRIC_COLUMNS", "Study", "derive_seeds", "main", "read_r
 
 CONFIG_COLUMNS = [
     "method", "dataset", "dataset_fingerprint", "backbone", "preset", "seed",
-    "basis", "basis_options", "selector", "n", "delta", "alpha", "lora_r", "lora_alpha",
+    "basis", "basis_options", "selector", "n", "delta", "alpha", "alpha_scaling", "lora_r", "lora_alpha",
     "layers", "modules", "lr_adapter", "lr_head", "weight_decay", "warmup_ratio",
     "epochs", "max_steps", "batch_size", "max_len", "train_size", "eval_split", "eval_size", "data_seed",
     "cached_layers", "position_seed", "init_seed", "order_seed", "task", "dtype",
 ]
 # run keys leave out settings at these values, so results.csv files from before they existed still resume
-KEY_DEFAULTS = {"task": "classify", "dtype": "float32"}
+KEY_DEFAULTS = {"task": "classify", "dtype": "float32", "alpha_scaling": "none"}
 METRIC_COLUMNS = ["accuracy", "macro_f1", "eval_loss", "train_loss", "steps", "status"]
 COUNT_COLUMNS = ["trainable_params", "adapter_params", "head_params", "adapted_modules"]
 # wall time stays last: it measures machine load, never methods (it is not printed as a comparison)
@@ -174,20 +173,14 @@ def derive_seeds(seed: int, held: dict | None = None) -> dict:
     return out
 
 
-def scaled_alpha(alpha: float, n: int, cfg: dict) -> float:
-    """α of a run with ``n`` coefficients under ``cfg["alpha_scaling"]``.
-
-    ``none``: α as given. ``sqrt``: α·√(n₀/n) with n₀ = ``cfg["n"]`` (the preset's n or ``--n``).
-    With zero-initialised coefficients and Adam, every coefficient moves by about lr per step
-    whatever its gradient, so one step changes ΔW = α·B⁻¹(S) by about α·lr·√n in Frobenius norm
-    (orthonormal basis, independent signs): ``sqrt`` keeps that step size the same for every n.
-    """
+def alpha_scaling_of(cfg: dict) -> str:
+    """The ``alpha_scaling`` column of the study's spectral runs: ``none``, or ``sqrt:<n0>`` with
+    n0 = ``cfg["n"]`` (the preset's n or ``--n``), so that a row alone gives its effective α
+    (:func:`.methods.effective_alpha`); the ``alpha`` column keeps the nominal α of the grid."""
     scaling = cfg.get("alpha_scaling") or "none"
     if scaling not in ALPHA_SCALINGS:
         raise SystemExit(f"error: alpha scaling must be one of {', '.join(ALPHA_SCALINGS)}, got {scaling!r}")
-    if scaling == "none":
-        return alpha
-    return float(alpha) * math.sqrt(int(cfg["n"]) / int(n))
+    return "none" if scaling == "none" else f"{scaling}:{int(cfg['n'])}"
 
 
 def plan_runs(study: Study, cfg: dict, shared: dict, lora_ranks: dict[int, int]) -> list[dict]:
@@ -202,7 +195,7 @@ def plan_runs(study: Study, cfg: dict, shared: dict, lora_ranks: dict[int, int])
         seeds = derive_seeds(seed, held)
         for point in points:
             run = dict(shared, method="spectral", seed=seed, lr_adapter=cfg["lr"], **point, **seeds)
-            run["alpha"] = scaled_alpha(run["alpha"], run["n"], cfg)
+            run["alpha_scaling"] = alpha_scaling_of(cfg)
             run["basis_options"] = study.basis_options_for(cfg, run["basis"])
             runs.append(run)
         for ref in cfg["references"]:

@@ -8,7 +8,8 @@ import torch
 
 from .helpers import load_study, run  # noqa: I001  (puts the repo root on sys.path)
 from spectral_peft.studies.grid import grid_points, parse_baseline, parse_grid  # noqa: E402
-from spectral_peft.studies.runner import derive_seeds  # noqa: E402
+from spectral_peft.studies import runner  # noqa: E402
+from spectral_peft.studies.runner import _run_key, derive_seeds  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -147,17 +148,39 @@ def test_a_study_can_change_its_preset_defaults_and_options_still_win():
     assert PRESETS["quick"]["seeds"] == list(range(8))  # the shared preset is untouched
 
 
-def test_alpha_scaling_gives_each_n_its_own_alpha(tmp_path):
-    """--alpha-scaling sqrt: α·sqrt(n0/n) per point (n0 = the preset's n, 64 on smoke); none keeps α."""
+def test_alpha_scaling_gives_each_n_its_own_alpha(tmp_path, monkeypatch):
+    """--alpha-scaling sqrt: each run trains with α·sqrt(n0/n) (n0 = the preset's n, 64 on smoke);
+    rows keep the nominal α and say the rule, so the baseline and the marginals still pair points."""
+    from spectral_peft.studies.methods import effective_alpha
+
     sweep = load_study("sweep")
     scaled, plain = tmp_path / "scaled", tmp_path / "plain"
-    args = ("--grid", "n=16,64,256", "--references", "none", "--alpha", "0.5", *FAST)
+    args = ("--grid", "n=16,64,256", "--references", "none", "--alpha", "0.5", "--seeds", "0", "1", *FAST)
     assert run(sweep, scaled, *args, "--alpha-scaling", "sqrt") == 0
     assert run(sweep, plain, *args) == 0
-    rows = _rows(scaled)
-    assert [(int(n), float(a)) for n, a in zip(rows["n"], rows["alpha"])] == [(16, 1.0), (64, 0.5), (256, 0.25)]
-    assert set(_rows(plain)["alpha"].astype(float)) == {0.5}
+    rows, plain_rows = _rows(scaled), _rows(plain)
+    assert set(rows["alpha"].astype(float)) == set(plain_rows["alpha"].astype(float)) == {0.5}
+    assert set(rows["alpha_scaling"]) == {"sqrt:64"} and set(plain_rows["alpha_scaling"]) == {"none"}
+    assert [effective_alpha(r) for r in rows.to_dict("records")][:3] == [1.0, 0.5, 0.25]
     assert json.loads((scaled / "manifest.json").read_text())["config"]["alpha_scaling"] == "sqrt"
-    # the scaled and unscaled runs at n = 16 are different runs (resume never mixes them up)
-    assert set(rows["run_key"]) & set(_rows(plain)["run_key"]) == set(rows[rows["n"].astype(int) == 64]["run_key"])
-    assert "n=256" in (scaled / "results.md").read_text()
+    # the effective α reaches the model: at n = 64 (α unchanged) the runs are the same, elsewhere not
+    same_n = rows["n"] == "64"
+    assert list(rows[same_n]["train_loss"]) == list(plain_rows[same_n]["train_loss"])
+    assert (rows[~same_n]["train_loss"] != plain_rows[~same_n]["train_loss"]).all()
+    # scaled runs are other runs; unscaled ones keep the keys they had before the column existed
+    assert set(rows["run_key"]) & set(plain_rows["run_key"]) == set()
+    run_ = {"method": "spectral", "basis": "dht", "n": 64, "alpha": 0.5, "seed": 0}
+    unscaled, scaled_key = _run_key({**run_, "alpha_scaling": "none"}), _run_key({**run_, "alpha_scaling": "sqrt:64"})
+    monkeypatch.setattr(runner, "CONFIG_COLUMNS", [c for c in runner.CONFIG_COLUMNS if c != "alpha_scaling"])
+    assert _run_key(run_) == unscaled != scaled_key  # the key the run had before the column existed
+    summary = pd.read_csv(scaled / "summary.csv", keep_default_na=False)
+    assert list(summary["baseline_point"]) == ["", "n=16", "n=16"]
+
+
+def test_bad_alpha_scaling_in_a_row_is_refused():
+    from spectral_peft.studies.methods import effective_alpha
+
+    assert effective_alpha({"alpha": 2.0, "n": 100, "alpha_scaling": "sqrt:400"}) == 4.0
+    assert effective_alpha({"alpha": 2.0, "n": 100}) == 2.0
+    with pytest.raises(ValueError, match="expected 'none' or 'sqrt:<n0>'"):
+        effective_alpha({"alpha": 2.0, "n": 100, "alpha_scaling": "cube"})
