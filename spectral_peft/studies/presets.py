@@ -21,7 +21,7 @@ from __future__ import annotations
 # on trec, adapters add ~17 points over head-only training, on banking77 < 1 point.
 DEFAULT_DATASET = "trec"
 
-# how α changes with n (runner.scaled_alpha): "none" keeps it, "sqrt" gives α·sqrt(n0/n)
+# how α changes with n (methods.effective_alpha): "none" keeps it, "sqrt" gives α·sqrt(n0/n)
 ALPHA_SCALINGS = ("none", "sqrt")
 
 _COMMON = dict(
