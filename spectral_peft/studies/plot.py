@@ -1,6 +1,7 @@
 """Plots (PNG + PDF) from a study's summary: the metric against the first grid axis with 95 %
 bootstrap CI bars (never ± std), one line per combination of the other grid axes (an interaction
-plot when the grid has two or more axes), and the references as horizontal lines with CI bands."""
+plot when the grid has two or more axes), and the references as horizontal lines with CI bands
+(LoRA at several ranks in an n study: a curve at the n with its parameter count)."""
 from __future__ import annotations
 
 import math
@@ -67,12 +68,31 @@ def draw(ax, summary, grid: dict, log_x: bool = False, categorical: bool | None 
             ax.set_xticks(range(len(levels)), [tick_label(v) for v in levels], rotation=20)
             ax.set_xlim(-0.6, len(levels) - 0.4)
         ax.set_xlabel(x_axis)
+    if x_axis == "n" and len(spec):
+        refs = _draw_lora_on_n(ax, spec, refs, label_prefix)
     for r in refs.itertuples():
         color, style = REF_STYLE.get(r.method, ("black", "-"))
         ax.axhline(r.mean, color=color, linestyle=style,
                    label=f"{label_prefix}{r.point} ({r.adapter_params:,} adapter params): {r.mean:.1f}")
         if not math.isnan(r.ci_low):
             ax.axhspan(r.ci_low, r.ci_high, color=color, alpha=0.12, linewidth=0)
+
+
+def _draw_lora_on_n(ax, spec, refs, label_prefix: str):
+    """With n on the x axis and LoRA at several ranks: LoRA as a curve, each rank at the n with the
+    same adapter parameter count (adapter params = n per adapted layer), instead of horizontal lines.
+    Returns the references still to draw as lines."""
+    lora = refs[refs["method"] == "lora"]
+    if len(lora) < 2:
+        return refs
+    first = spec.iloc[0]
+    layers = float(first["adapter_params"]) / float(first["n"])
+    color, style = REF_STYLE["lora"]
+    ranks = ", ".join(p.removeprefix("LoRA ") for p in lora["point"])
+    ax.errorbar([p / layers for p in lora["adapter_params"]], lora["mean"], yerr=_yerr(lora), color=color,
+                linestyle=style, marker="s", capsize=4,
+                label=f"{label_prefix}LoRA {ranks} at equal adapter params, mean [95% CI]")
+    return refs[refs["method"] != "lora"]
 
 
 def plot_results(summary, grid: dict, study, out_dir: str | Path, meta: dict, metric: str = "accuracy") -> list[Path]:

@@ -128,3 +128,34 @@ def test_summary_order_does_not_depend_on_the_order_runs_finished():
     for seed in range(3):
         shuffled = analysis.summarize(df.sample(frac=1.0, random_state=seed).reset_index(drop=True), grid, {"delta": 0.0})
         pd.testing.assert_frame_equal(shuffled, in_order)
+
+
+def test_an_n_study_draws_lora_at_the_n_with_its_parameter_count():
+    """LoRA at several ranks becomes a curve on the n axis (params = n per adapted layer, here 4
+    layers: r=1 has 3,072 params = n 768), head only stays a horizontal line; one LoRA rank stays a line."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from spectral_peft.studies.plot import draw
+
+    def row(point, method, n, params, mean):
+        return dict(point=point, method=method, n=n, adapter_params=params, mean=mean, ci_low=mean - 1, ci_high=mean + 1)
+
+    summary = pd.DataFrame([row("n=48", "spectral", "48", 192, 65.0), row("n=768", "spectral", "768", 3072, 72.0),
+                            row("head only", "head", "", 0, 58.0), row("LoRA r=1", "lora", "", 3072, 73.0),
+                            row("LoRA r=4", "lora", "", 12288, 75.0)])
+    fig, ax = plt.subplots()
+    draw(ax, summary, {"n": [48, 768]}, log_x=True)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    curves = {c.get_label(): c.lines[0] for c in ax.containers}  # errorbar plots
+    lora = curves["LoRA r=1, r=4 at equal adapter params, mean [95% CI]"]
+    assert list(lora.get_xdata()) == [768.0, 3072.0] and list(lora.get_ydata()) == [73.0, 75.0]
+    assert not any(label.startswith("LoRA") for label in lines)
+    assert list(lines["head only (0 adapter params): 58.0"].get_ydata()) == [58.0, 58.0]  # axhline
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    draw(ax, summary.drop(index=4), {"n": [48, 768]}, log_x=True)
+    assert "LoRA r=1 (3,072 adapter params): 73.0" in {line.get_label() for line in ax.get_lines()}
+    plt.close(fig)
