@@ -202,6 +202,26 @@ def method_names(include_peft: bool = True) -> list[str]:
     return names + [f"ours:{b}" for b in list_bases()]
 
 
+def fitting_methods(methods: list[str], model: nn.Module, targets: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``methods`` without the ``ours:<basis>`` whose basis refuses a target layer's shape (``wht`` on
+    MiniLM's 384 × 384, say), and why each was left out."""
+    from spectral_peft import get_basis
+
+    shapes = sorted({(m.out_features, m.in_features) for name, m in model.named_modules() if name in targets})
+    kept, skipped = [], {}
+    for method in methods:
+        if method.startswith("ours:"):
+            basis = get_basis(method.split(":", 1)[1])
+            try:
+                for rows, cols in shapes:
+                    basis.check_shape(rows, cols)
+            except ValueError as err:
+                skipped[method] = str(err).split(";")[0]
+                continue
+        kept.append(method)
+    return kept, skipped
+
+
 def _has_waveft() -> bool:
     try:
         from peft import WaveFTConfig  # noqa: F401
@@ -287,6 +307,9 @@ def time_workload(
     device: str = "cpu", dtype: torch.dtype = torch.float32,
 ) -> dict[str, dict]:
     template, batch = _prepare(workload, device, dtype)
+    methods, skipped = fitting_methods(methods, template, workload.targets)
+    for method, why in skipped.items():
+        print(f"{workload.name}: {method} left out ({why})")
     runners = [make_runner(m, workload, template) for m in methods]
     for runner in runners:
         for _ in range(warmup):
@@ -448,7 +471,7 @@ def summary(rows: list[dict]) -> None:
         for w, d in columns:
             r = by_key.get((w, d, method))
             if r is None:
-                cells.append(f"{'':>18}")
+                cells.append(f"{'—':>18}")  # the method does not fit this workload
                 continue
             mem = r["mem_ratio_lora"]
             cells.append(f"{r['ratio_lora']:>9.2f} / {mem if mem == '' else f'{mem:.2f}':>5}")
@@ -513,10 +536,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if args.no_memory:
                 pass
             elif args.device.startswith("cuda"):
-                memory = measure_memory_cuda(workload, methods, args.device, dtype)
+                memory = measure_memory_cuda(workload, list(timing), args.device, dtype)
             elif not (args.smoke and name != "stack"):
                 # smoke: one subprocess (the stack workload) exercises the memory path in a few seconds
-                mem_methods = [m for m in methods if m == "base" or m.startswith("ours:")] if args.smoke else methods
+                ran = list(timing)  # the methods that fit this workload
+                mem_methods = [m for m in ran if m == "base" or m.startswith("ours:")] if args.smoke else ran
                 memory = measure_memory(name, mem_methods, args.smoke, args.threads, dtype_name)
             rows += report(workload, dtype_name, timing, memory)
     summary(rows)

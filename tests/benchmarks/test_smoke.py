@@ -57,3 +57,17 @@ def test_transforms_smoke(tmp_path):
     assert len(written) == len(rows)
     assert {r["basis"] for r in written} == set(list_bases())
     assert all(float(r["forward_ms"]) > 0 and float(r["inverse_ms"]) > 0 for r in written)
+
+
+def test_train_step_leaves_out_bases_that_do_not_fit_a_workload():
+    """A basis whose defaults refuse a layer's shape (wht needs powers of two; MiniLM is 384 wide) is
+    left out of that workload with the reason, instead of stopping the whole benchmark."""
+    from torch import nn
+
+    bench = _load("train_step")
+    model = nn.Sequential(nn.Linear(384, 384), nn.Linear(384, 1536))
+    kept, skipped = bench.fitting_methods(["base", "lora", "ours:wht", "ours:dht", "ours:wavelet"], model, ["0", "1"])
+    assert kept == ["base", "lora", "ours:dht", "ours:wavelet"]
+    assert list(skipped) == ["ours:wht"] and "powers of two" in skipped["ours:wht"]
+    square = nn.Sequential(nn.Linear(256, 256))
+    assert bench.fitting_methods(["ours:wht"], square, ["0"]) == (["ours:wht"], {})
