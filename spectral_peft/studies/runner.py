@@ -191,11 +191,12 @@ def plan_runs(study: Study, cfg: dict, shared: dict, lora_ranks: dict[int, int])
                 "alpha": cfg["alpha"]}
     points = grid_points(study.grid_for(cfg), defaults)
     held = {name: cfg.get(f"{name}_seed") for name in SEED_STREAMS}
+    alpha_scaling = alpha_scaling_of(cfg)
     for seed in cfg["seeds"]:
         seeds = derive_seeds(seed, held)
         for point in points:
             run = dict(shared, method="spectral", seed=seed, lr_adapter=cfg["lr"], **point, **seeds)
-            run["alpha_scaling"] = alpha_scaling_of(cfg)
+            run["alpha_scaling"] = alpha_scaling
             run["basis_options"] = study.basis_options_for(cfg, run["basis"])
             runs.append(run)
         for ref in cfg["references"]:
