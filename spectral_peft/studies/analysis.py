@@ -193,6 +193,12 @@ def _ci(mean, low, high, digits: int = 2) -> str:
     return f"{mean:.{digits}f} [{spread}]"
 
 
+def _p_relation(v) -> str:
+    """``= 0.048`` or ``< 0.001`` (for prose; the tables use :func:`_p`)."""
+    text = _p(v)
+    return f"< {text[1:]}" if text.startswith("<") else f"= {text}"
+
+
 def _p(v) -> str:
     if _isnan(v):
         return "n/a"
@@ -211,7 +217,7 @@ def verdict(summary, baseline: dict | None, margin: float = 0.5, alpha: float = 
     seeds = int(summary["seeds"].max()) if len(summary) else 0
     if len(comp):
         sig = comp[comp["baseline_p_holm"] < alpha]
-        named = "; ".join(f"{r.point}: {r.baseline_diff:+.2f} points (Holm p = {_p(r.baseline_p_holm)})"
+        named = "; ".join(f"{r.point}: {r.baseline_diff:+.2f} points (Holm p {_p_relation(r.baseline_p_holm)})"
                           for r in sig.itertuples())
         mde = float(np.nanmedian(comp["baseline_mde"])) if comp["baseline_mde"].notna().any() else math.nan
         lines.append(

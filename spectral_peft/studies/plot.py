@@ -1,7 +1,10 @@
 """Plots (PNG + PDF) from a study's summary: the metric against the first grid axis with 95 %
 bootstrap CI bars (never ± std), one line per combination of the other grid axes (an interaction
 plot when the grid has two or more axes), and the references as horizontal lines with CI bands
-(LoRA at several ranks in an n study: a curve at the n with its parameter count)."""
+(LoRA at several ranks in an n study: a curve at the n with its parameter count). Beside it, when
+the study has paired comparisons, a forest plot of the paired differences to the baseline and to
+LoRA at equal parameters with their 95 % CIs and the equivalence margin: per-configuration CIs
+overlap far more often than paired ones, so the left panel alone hides what the tests find."""
 from __future__ import annotations
 
 import math
@@ -10,7 +13,7 @@ from pathlib import Path
 from .atomic import replacing
 from .grid import AXES
 
-__all__ = ["draw", "plot_results", "save_figures"]
+__all__ = ["draw", "draw_differences", "plot_results", "save_figures"]
 
 REF_STYLE = {"head": ("tab:gray", ":"), "lora": ("tab:red", "--"), "full": ("tab:green", "-.")}
 
@@ -59,7 +62,8 @@ def draw(ax, summary, grid: dict, log_x: bool = False, categorical: bool | None 
             name = ", ".join(f"{a}={v}" for a, v in zip(others, values) if v != "—") or "spectral"
             xs = ([float(v) for v in rows[x_axis]] if numeric else [levels.index(v) for v in rows[x_axis]])
             offset = 0.0 if numeric or len(series) == 1 else (i - (len(series) - 1) / 2) * 0.08
-            ax.errorbar([x + offset for x in xs], rows["mean"], yerr=_yerr(rows), fmt="o-" if len(xs) > 1 else "o",
+            joined = len(xs) > 1 and (numeric or len(series) > 1)  # no line through unordered levels unless interacting
+            ax.errorbar([x + offset for x in xs], rows["mean"], yerr=_yerr(rows), fmt="o-" if joined else "o",
                         capsize=4, label=f"{label_prefix}{name}, mean [95% CI]")
         if numeric:
             if log_x:
@@ -95,21 +99,71 @@ def _draw_lora_on_n(ax, spec, refs, label_prefix: str):
     return refs[refs["method"] != "lora"]
 
 
-def plot_results(summary, grid: dict, study, out_dir: str | Path, meta: dict, metric: str = "accuracy") -> list[Path]:
-    """Write ``<study>.png`` and ``<study>.pdf`` into ``out_dir``; returns their paths."""
+DIFFERENCES = (("baseline", "tab:blue", "o"), ("lora", "tab:red", "s"))
+
+
+def _has_differences(summary) -> bool:
+    return any(f"{p}_diff" in summary and summary[f"{p}_diff"].notna().any() for p, _, _ in DIFFERENCES)
+
+
+def _short_point(point: str) -> str:
+    """``basis=dht`` -> ``dht`` (one axis); ``basis=dht, n=256`` stays as it is."""
+    return tick_label(point.split("=", 1)[1]) if point.count("=") == 1 else point
+
+
+def draw_differences(ax, summary, margin: float, alpha: float = 0.05) -> None:
+    """Forest plot: one row per configuration with a paired comparison, its mean paired difference
+    (Δ = configuration − partner, points) with the 95 % CI, against the baseline and against LoRA at
+    equal parameters; filled markers where the Holm-corrected p is below ``alpha``, hollow
+    otherwise; the band is the equivalence margin ±``margin`` of the TOST."""
+    prefixes = [(p, c, m) for p, c, m in DIFFERENCES if f"{p}_diff" in summary and summary[f"{p}_diff"].notna().any()]
+    rows = summary[summary[[f"{p}_diff" for p, _, _ in prefixes]].notna().any(axis=1)]
+    labels = [_short_point(v) for v in rows["point"]]
+    ax.axvspan(-margin, margin, color="tab:green", alpha=0.12, linewidth=0, label=f"equivalence margin ±{margin:g}")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    for i, (prefix, color, marker) in enumerate(prefixes):
+        diff = rows[f"{prefix}_diff"]
+        have = diff.notna().to_numpy()
+        ys = [y + (i - (len(prefixes) - 1) / 2) * 0.2 for y, ok in zip(range(len(rows)), have) if ok]
+        part = rows[have]
+        partner = part[f"{prefix}_point"].iloc[0]
+        mean = part[f"{prefix}_diff"].to_numpy()
+        err = [mean - part[f"{prefix}_diff_ci_low"].to_numpy(), part[f"{prefix}_diff_ci_high"].to_numpy() - mean]
+        significant = (part[f"{prefix}_p_holm"] < alpha).to_numpy()
+        ax.errorbar(mean, ys, xerr=err, fmt="none", ecolor=color, capsize=3)
+        ax.scatter(mean[significant], [y for y, s in zip(ys, significant) if s], color=color, marker=marker, zorder=3,
+                   label=f"Δ vs {partner}, Holm p < {alpha:g}")
+        ax.scatter(mean[~significant], [y for y, s in zip(ys, significant) if not s], facecolors="white",
+                   edgecolors=color, marker=marker, zorder=3, label=f"Δ vs {partner}, not significant")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("paired difference (points), mean [95% CI]")
+    ax.grid(alpha=0.3, axis="x")
+
+
+def plot_results(summary, grid: dict, study, out_dir: str | Path, meta: dict, metric: str = "accuracy",
+                 margin: float = 0.5) -> list[Path]:
+    """Write ``<study>.png`` and ``<study>.pdf`` into ``out_dir``; returns their paths. With paired
+    comparisons in ``summary`` the figure gets a second panel (:func:`draw_differences`)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    if _has_differences(summary):
+        fig, (ax, diff_ax) = plt.subplots(1, 2, figsize=(12.0, 5.2), layout="constrained",
+                                          gridspec_kw={"width_ratios": [1.4, 1.0]})
+        draw_differences(diff_ax, summary, margin)
+        diff_ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    else:
+        fig, ax = plt.subplots(figsize=(6.8, 4.4), layout="constrained")
     draw(ax, summary, grid, log_x=study.log_x, categorical=study.categorical)
     if len(grid) == 1 and study.axis_label:
         ax.set_xlabel(study.axis_label)
     seeds = int(summary["seeds"].max())
     ax.set_ylabel(f"{meta.get('eval_split', '')} {metric.replace('_', ' ')} (%)")
-    ax.set_title(f"{study.title} ({meta.get('dataset')}, {meta.get('backbone')}, {seeds} seed{'s' if seeds != 1 else ''}; "
+    fig.suptitle(f"{study.title} ({meta.get('dataset')}, {meta.get('backbone')}, {seeds} seed{'s' if seeds != 1 else ''}; "
                  "bars: 95% bootstrap CI over seeds)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

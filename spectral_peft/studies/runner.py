@@ -283,7 +283,7 @@ def finish_outputs(study: Study, out: Path, rows: list[dict], grid: dict, baseli
     analysis.write_text(text, out / "results.md")
     first = df.iloc[0]
     paths = [str(p) for p in plot_results(summary, grid, study, out, {
-        "dataset": first["dataset"], "backbone": first["backbone"], "eval_split": first["eval_split"]})]
+        "dataset": first["dataset"], "backbone": first["backbone"], "eval_split": first["eval_split"]}, margin=margin)]
     return paths + [str(out / "summary.csv"), str(out / "results.md")], lines
 
 

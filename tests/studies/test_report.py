@@ -159,3 +159,35 @@ def test_an_n_study_draws_lora_at_the_n_with_its_parameter_count():
     draw(ax, summary.drop(index=4), {"n": [48, 768]}, log_x=True)
     assert "LoRA r=1 (3,072 adapter params): 73.0" in {line.get_label() for line in ax.get_lines()}
     plt.close(fig)
+
+
+def test_the_differences_panel_draws_each_paired_comparison_with_its_ci_and_holm_marking():
+    """The forest plot beside the means: one row per compared configuration, the mean paired
+    difference at x with its CI as the bar, filled where Holm p < 0.05, hollow otherwise, for the
+    baseline and for LoRA at equal parameters; the equivalence margin as the band."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from spectral_peft.studies.plot import draw_differences
+
+    summary = analysis.summarize(_synthetic_rows(), {"delta": [0.0, 0.5, 1.0]}, {"delta": 0.0})
+    fig, ax = plt.subplots()
+    draw_differences(ax, summary, margin=0.7)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "0.5", "1"]
+    by = summary.set_index("point")
+    points = {c.get_label(): c.get_offsets() for c in ax.collections if c.get_label().startswith("Δ")}
+    significant = points["Δ vs delta=0, Holm p < 0.05"]
+    assert significant[:, 0].tolist() == pytest.approx([by.loc["delta=0.5", "baseline_diff"]])
+    assert points["Δ vs delta=0, not significant"][:, 0].tolist() == pytest.approx([by.loc["delta=1", "baseline_diff"]])
+    lora_rows = ["delta=0", "delta=0.5", "delta=1"]
+    lora_x = sorted(points["Δ vs LoRA r=1, Holm p < 0.05"][:, 0].tolist() + points["Δ vs LoRA r=1, not significant"][:, 0].tolist())
+    assert lora_x == pytest.approx(sorted(by.loc[lora_rows, "lora_diff"]))
+    bars = [seg for c in ax.collections if c.get_label() == "_nolegend_" or not c.get_label().startswith(("Δ", "equiv"))
+            for seg in getattr(c, "get_segments", lambda: [])()]
+    low, high = by.loc["delta=0.5", ["baseline_diff_ci_low", "baseline_diff_ci_high"]]
+    assert any(seg[0][0] == pytest.approx(low) and seg[1][0] == pytest.approx(high) for seg in bars)
+    band = [p for p in ax.patches if p.get_label() == "equivalence margin ±0.7"]
+    assert len(band) == 1 and band[0].get_x() == pytest.approx(-0.7) and band[0].get_width() == pytest.approx(1.4)
+    plt.close(fig)
