@@ -106,9 +106,13 @@ def _has_differences(summary) -> bool:
     return any(f"{p}_diff" in summary and summary[f"{p}_diff"].notna().any() for p, _, _ in DIFFERENCES)
 
 
-def _short_point(point: str) -> str:
-    """``basis=dht`` -> ``dht`` (one axis); ``basis=dht, n=256`` stays as it is."""
-    return tick_label(point.split("=", 1)[1]) if point.count("=") == 1 else point
+def _row_labels(points: list[str]) -> tuple[list[str], str]:
+    """(tick labels, axis label): ``basis=dht``, ``basis=wavelet`` -> ``dht``, ``wavelet`` and
+    ``basis``; points over several axes (``basis=dht, n=256``) keep their full names."""
+    axes = {p.split("=", 1)[0] for p in points}
+    if len(axes) == 1 and all(p.count("=") == 1 for p in points):
+        return [tick_label(p.split("=", 1)[1]) for p in points], axes.pop()
+    return [tick_label(p) for p in points], ""
 
 
 def draw_differences(ax, summary, margin: float, alpha: float = 0.05) -> None:
@@ -118,7 +122,7 @@ def draw_differences(ax, summary, margin: float, alpha: float = 0.05) -> None:
     otherwise; the band is the equivalence margin ±``margin`` of the TOST."""
     prefixes = [(p, c, m) for p, c, m in DIFFERENCES if f"{p}_diff" in summary and summary[f"{p}_diff"].notna().any()]
     rows = summary[summary[[f"{p}_diff" for p, _, _ in prefixes]].notna().any(axis=1)]
-    labels = [_short_point(v) for v in rows["point"]]
+    labels, axis_name = _row_labels(list(rows["point"]))
     ax.axvspan(-margin, margin, color="tab:green", alpha=0.12, linewidth=0, label=f"equivalence margin ±{margin:g}")
     ax.axvline(0.0, color="black", linewidth=0.8)
     for i, (prefix, color, marker) in enumerate(prefixes):
@@ -136,7 +140,8 @@ def draw_differences(ax, summary, margin: float, alpha: float = 0.05) -> None:
         ax.scatter(mean[~significant], [y for y, s in zip(ys, significant) if not s], facecolors="white",
                    edgecolors=color, marker=marker, zorder=3, label=f"Δ vs {partner}, not significant")
     ax.set_yticks(range(len(labels)), labels)
-    ax.invert_yaxis()
+    ax.set_ylabel(axis_name)
+    ax.set_ylim(len(labels) - 0.5, -0.5)  # first configuration on top
     ax.set_xlabel("paired difference (points), mean [95% CI]")
     ax.grid(alpha=0.3, axis="x")
 

@@ -175,7 +175,7 @@ def test_the_differences_panel_draws_each_paired_comparison_with_its_ci_and_holm
     summary = analysis.summarize(_synthetic_rows(), {"delta": [0.0, 0.5, 1.0]}, {"delta": 0.0})
     fig, ax = plt.subplots()
     draw_differences(ax, summary, margin=0.7)
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "0.5", "1"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "0.5", "1"] and ax.get_ylabel() == "delta"
     by = summary.set_index("point")
     points = {c.get_label(): c.get_offsets() for c in ax.collections if c.get_label().startswith("Δ")}
     significant = points["Δ vs delta=0, Holm p < 0.05"]
