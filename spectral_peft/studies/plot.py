@@ -135,10 +135,10 @@ def draw_differences(ax, summary, margin: float, alpha: float = 0.05) -> None:
         err = [mean - part[f"{prefix}_diff_ci_low"].to_numpy(), part[f"{prefix}_diff_ci_high"].to_numpy() - mean]
         significant = (part[f"{prefix}_p_holm"] < alpha).to_numpy()
         ax.errorbar(mean, ys, xerr=err, fmt="none", ecolor=color, capsize=3)
-        ax.scatter(mean[significant], [y for y, s in zip(ys, significant) if s], color=color, marker=marker, zorder=3,
-                   label=f"Δ vs {partner}, Holm p < {alpha:g}")
-        ax.scatter(mean[~significant], [y for y, s in zip(ys, significant) if not s], facecolors="white",
-                   edgecolors=color, marker=marker, zorder=3, label=f"Δ vs {partner}, not significant")
+        for chosen, face, text in ((significant, color, f"Holm p < {alpha:g}"), (~significant, "white", "not significant")):
+            if chosen.any():  # no legend entry for a marker style that is not drawn
+                ax.scatter(mean[chosen], [y for y, c in zip(ys, chosen) if c], facecolors=face, edgecolors=color,
+                           marker=marker, zorder=3, label=f"Δ vs {partner}, {text}")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_ylabel(axis_name)
     ax.set_ylim(len(labels) - 0.5, -0.5)  # first configuration on top
