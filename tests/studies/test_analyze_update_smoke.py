@@ -143,6 +143,8 @@ def test_loop_table_against_a_real_delta_ablation(smoke, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(smoke, out)
     assert analyze(out, "--plot-only", "--accuracy-from", str(ablation)) == 0
+    (redraw,) = json.loads((out / "manifest.json").read_text())["redrawn"]  # which folders the loop read
+    assert redraw["accuracy_from"] == [str(ablation)] and "loop.csv" in redraw["outputs"]
     loop = pd.read_csv(out / "loop.csv")
     acc = pd.read_csv(ablation / "results.csv")
     assert sorted(loop["delta"]) == sorted(acc["delta"])

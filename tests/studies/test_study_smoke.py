@@ -108,8 +108,20 @@ def test_plot_only_redraws(tmp_path):
     out = tmp_path / "out"
     assert run(study, out, "--values", "0.5", "--references", "none") == 0
     (out / "ablate_delta.png").unlink()
+    before = json.loads((out / "manifest.json").read_text())
     assert run(study, out, "--plot-only") == 0
     assert (out / "ablate_delta.png").is_file()
+    after = json.loads((out / "manifest.json").read_text())
+    # the runs' provenance stays; the redraw is recorded beside it, with the code that drew it
+    from spectral_peft.studies.provenance import git_state, source_hash
+
+    assert {k: v for k, v in after.items() if k != "redrawn"} == before and "redrawn" not in before
+    (redraw,) = after["redrawn"]
+    assert redraw["command"].endswith("--plot-only") and redraw["commit"] == git_state()["commit"]
+    assert redraw["source_hash"] == source_hash() and isinstance(redraw["code_edited"], bool)
+    assert {"ablate_delta.png", "ablate_delta.pdf", "summary.csv", "results.md"} <= set(redraw["outputs"])
+    assert run(study, out, "--plot-only") == 0
+    assert len(json.loads((out / "manifest.json").read_text())["redrawn"]) == 2
 
 
 @pytest.mark.parametrize("name", ["ablate_delta", "ablate_n", "ablate_basis"])

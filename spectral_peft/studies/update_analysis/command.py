@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -220,8 +219,8 @@ def _run(cfg: dict, argv) -> int:
     from ..cache import FeatureCache
     from ..data import load_dataset, subsample
     from ..model import load_backbone
-    from ..provenance import git_state, platform_info, versions
-    from ..runner import _write_json
+    from ..provenance import git_state, platform_info, record_redraw, versions
+    from ..runner import _command, _write_json
     from . import report
 
     out = Path(cfg["out"])
@@ -229,6 +228,9 @@ def _run(cfg: dict, argv) -> int:
     say = (lambda *a: None) if cfg.get("quiet") else (lambda *a: print(*a, file=sys.stderr, flush=True))
     if cfg.get("plot_only"):
         written = report.write_outputs(out, cfg)
+        if written:
+            record_redraw(out / "manifest.json", _command(NAME, argv), accuracy_from=list(cfg.get("accuracy_from") or []),
+                          outputs=sorted(Path(p).name for p in written))
         say("wrote", ", ".join(str(p) for p in written) or "nothing (no finished analyses)")
         return 0
 
@@ -254,7 +256,7 @@ def _run(cfg: dict, argv) -> int:
     done = tables.finished_units()
     manifest = {
         "study": NAME, "title": "Where does a fine-tuning update live?", "status": "running",
-        "command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", f"studies/{NAME}.py", *argv]),
+        "command": _command(NAME, argv),
         "argv": list(sys.argv) if argv is None else [f"studies/{NAME}.py", *argv],
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(), "packages": versions(), "platform": platform_info(),
