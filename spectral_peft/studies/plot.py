@@ -102,8 +102,9 @@ def _draw_lora_on_n(ax, spec, refs, label_prefix: str):
 DIFFERENCES = (("baseline", "tab:blue", "o"), ("lora", "tab:red", "s"))
 
 
-def _has_differences(summary) -> bool:
-    return any(f"{p}_diff" in summary and summary[f"{p}_diff"].notna().any() for p, _, _ in DIFFERENCES)
+def _compared(summary) -> list[tuple[str, str, str]]:
+    """The (prefix, colour, marker) of each paired comparison that ``summary`` holds at least once."""
+    return [(p, c, m) for p, c, m in DIFFERENCES if f"{p}_diff" in summary and summary[f"{p}_diff"].notna().any()]
 
 
 def _row_labels(points: list[str]) -> tuple[list[str], str]:
@@ -120,14 +121,13 @@ def draw_differences(ax, summary, margin: float, alpha: float = 0.05) -> None:
     (Δ = configuration − partner, points) with the 95 % CI, against the baseline and against LoRA at
     equal parameters; filled markers where the Holm-corrected p is below ``alpha``, hollow
     otherwise; the band is the equivalence margin ±``margin`` of the TOST."""
-    prefixes = [(p, c, m) for p, c, m in DIFFERENCES if f"{p}_diff" in summary and summary[f"{p}_diff"].notna().any()]
+    prefixes = _compared(summary)
     rows = summary[summary[[f"{p}_diff" for p, _, _ in prefixes]].notna().any(axis=1)]
     labels, axis_name = _row_labels(list(rows["point"]))
     ax.axvspan(-margin, margin, color="tab:green", alpha=0.12, linewidth=0, label=f"equivalence margin ±{margin:g}")
     ax.axvline(0.0, color="black", linewidth=0.8)
     for i, (prefix, color, marker) in enumerate(prefixes):
-        diff = rows[f"{prefix}_diff"]
-        have = diff.notna().to_numpy()
+        have = rows[f"{prefix}_diff"].notna().to_numpy()
         ys = [y + (i - (len(prefixes) - 1) / 2) * 0.2 for y, ok in zip(range(len(rows)), have) if ok]
         part = rows[have]
         partner = part[f"{prefix}_point"].iloc[0]
@@ -156,7 +156,7 @@ def plot_results(summary, grid: dict, study, out_dir: str | Path, meta: dict, me
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    if _has_differences(summary):
+    if _compared(summary):
         fig, (ax, diff_ax) = plt.subplots(1, 2, figsize=(12.0, 5.2), layout="constrained",
                                           gridspec_kw={"width_ratios": [1.4, 1.0]})
         draw_differences(diff_ax, summary, margin)
