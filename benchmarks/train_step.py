@@ -212,11 +212,9 @@ def fitting_methods(methods: list[str], model: nn.Module, targets: list[str]) ->
     for method in methods:
         if method.startswith("ours:"):
             basis = get_basis(method.split(":", 1)[1])
-            try:
-                for rows, cols in shapes:
-                    basis.check_shape(rows, cols)
-            except ValueError as err:
-                skipped[method] = str(err).split(";")[0]
+            why = next((e for e in (basis.shape_error(rows, cols) for rows, cols in shapes) if e), None)
+            if why:
+                skipped[method] = why.split(";")[0]
                 continue
         kept.append(method)
     return kept, skipped

@@ -99,6 +99,15 @@ class SpectralBasis(abc.ABC):
         if rows < 1 or cols < 1:
             raise ValueError(f"{self.name}: matrix dimensions must be >= 1, got {rows}x{cols}")
 
+    def shape_error(self, rows: int, cols: int) -> str | None:
+        """Why this basis cannot transform an ``rows × cols`` matrix (:meth:`check_shape`'s message),
+        or None if it can."""
+        try:
+            self.check_shape(rows, cols)
+        except ValueError as err:
+            return str(err)
+        return None
+
     def factorization(self, rows: int, cols: int, positions: torch.Tensor):
         """B⁻¹ for ``rows × cols`` matrices with nonzeros at ``positions``, as 1-D operators.
 

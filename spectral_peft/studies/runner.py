@@ -146,9 +146,14 @@ def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
         w.writerows(rows)
 
 
+def _argv(name: str, argv: list[str] | None) -> list[str]:
+    """This process's argv (``argv`` None), or ``studies/<name>.py`` followed by ``argv``."""
+    return list(sys.argv) if argv is None else [f"studies/{name}.py", *argv]
+
+
 def _command(name: str, argv: list[str] | None) -> str:
-    """The command line as typed (``argv`` None: this process's), or as ``python studies/<name>.py …``."""
-    return shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", f"studies/{name}.py", *argv])
+    """:func:`_argv` as one shell command line, ``python studies/<name>.py …``."""
+    return shlex.join(["python", *_argv(name, argv)])
 
 
 def _write_json(path: Path, obj) -> None:
@@ -398,7 +403,7 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
         "title": study.title,
         "status": "running",
         "command": _command(study.name, argv),
-        "argv": list(sys.argv) if argv is None else [f"studies/{study.name}.py", *argv],
+        "argv": _argv(study.name, argv),
         "cwd": os.getcwd(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": prov.git_state(),

@@ -204,3 +204,17 @@ def test_decorator_syntax(temp_name):
     W = torch.randn(3, 4, dtype=torch.float64)
     torch.testing.assert_close(b.forward(W), -W)
     torch.testing.assert_close(b.inverse(b.forward(W)), W)
+
+
+@pytest.mark.parametrize("name", list_bases())
+@pytest.mark.parametrize("shape", [(384, 384), (6, 10), (8, 8), (0, 4), (7, 7), (64, 256)])
+def test_shape_error_is_check_shape_s_message_or_none(name, shape):
+    basis = get_basis(name)
+    try:
+        basis.check_shape(*shape)
+    except ValueError as err:
+        assert basis.shape_error(*shape) == str(err)
+    else:
+        assert basis.shape_error(*shape) is None
+    if shape == (0, 4):
+        assert "must be >= 1" in basis.shape_error(*shape)

@@ -35,14 +35,7 @@ def registered_bases(cfg):
 
     hidden = HIDDEN.get(cfg.get("backbone") or PRESETS[cfg["preset"]]["backbone"], 384)
 
-    def fits(name):
-        try:
-            get_basis(name).check_shape(hidden, hidden)
-        except ValueError:
-            return False
-        return True
-
-    return [name for name in list_bases() if fits(name)] + PATCHWISE.get(hidden, [])
+    return [name for name in list_bases() if get_basis(name).shape_error(hidden, hidden) is None] + PATCHWISE.get(hidden, [])
 
 
 class BasisStudy(Study):

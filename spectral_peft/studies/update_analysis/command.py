@@ -220,7 +220,7 @@ def _run(cfg: dict, argv) -> int:
     from ..data import load_dataset, subsample
     from ..model import load_backbone
     from ..provenance import git_state, platform_info, record_redraw, versions
-    from ..runner import _command, _write_json
+    from ..runner import _argv, _command, _write_json
     from . import report
 
     out = Path(cfg["out"])
@@ -257,7 +257,7 @@ def _run(cfg: dict, argv) -> int:
     manifest = {
         "study": NAME, "title": "Where does a fine-tuning update live?", "status": "running",
         "command": _command(NAME, argv),
-        "argv": list(sys.argv) if argv is None else [f"studies/{NAME}.py", *argv],
+        "argv": _argv(NAME, argv),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(), "packages": versions(), "platform": platform_info(),
         "torch": {"threads": torch.get_num_threads(), "deterministic_algorithms": True},
