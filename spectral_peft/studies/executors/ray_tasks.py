@@ -71,7 +71,13 @@ class RayExecutor(Executor):
                         row = failed_row(run, traceback.format_exc())
                     yield run, row
         finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
             if started:
+                # shutting the local Ray down stops its workers; cancelling first (force=True) races the
+                # tasks that finish meanwhile, and Ray's core worker then aborts on completing a task it
+                # had already cancelled ("Tried to complete task that was not pending")
                 ray.shutdown()
+            else:
+                # on a shared cluster: stop only this study's tasks, letting a running one raise
+                # KeyboardInterrupt rather than killing its worker
+                for ref in pending:
+                    ray.cancel(ref, force=False)
