@@ -8,6 +8,7 @@ Windows within one file system).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -37,3 +38,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj, sort_keys: bool = False) -> None:
+    """Write ``obj`` as indented JSON (anything JSON cannot encode written as its ``str``) atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n")

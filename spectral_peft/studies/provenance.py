@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .atomic import write_text
+from .atomic import write_json
 
 __all__ = ["PACKAGES", "check_mixed", "git_state", "load_provenance", "platform_info", "provenance",
            "provenance_id", "record_provenance", "record_redraw", "source_hash", "versions"]
@@ -101,7 +101,7 @@ def record_provenance(out: Path, prov: dict) -> str:
     pid = provenance_id(prov)
     if pid not in known:
         known[pid] = prov
-        write_text(Path(out) / FILE, json.dumps(known, indent=2, sort_keys=True) + "\n")
+        write_json(Path(out) / FILE, known, sort_keys=True)
     return pid
 
 
@@ -122,7 +122,7 @@ def record_redraw(manifest_path: Path, command: str, **extra) -> None:
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
         "commit": git.get("commit"), "source_hash": source_hash(),
         "code_edited": any(f.endswith(".py") for f in git.get("dirty_files", [])), **extra})
-    write_text(path, json.dumps(manifest, indent=2, default=str) + "\n")
+    write_json(path, manifest)
 
 
 def _differences(old: dict, new: dict) -> list[str]:

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from . import provenance as prov
-from .atomic import replacing, write_text
+from .atomic import replacing, write_json
 from .cli import build_parser, resolve
 from .executors import get_executor
 from .grid import grid_points
@@ -154,10 +154,6 @@ def _argv(name: str, argv: list[str] | None) -> list[str]:
 def _command(name: str, argv: list[str] | None) -> str:
     """:func:`_argv` as one shell command line, ``python studies/<name>.py …``."""
     return shlex.join(["python", *_argv(name, argv)])
-
-
-def _write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,7 +431,7 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
         "lora_ranks": {str(n): r for n, r in lora_ranks.items()},
         "runs": {"planned": len(runs), "done_before": len(runs) - len(pending), "run_keys": [r["run_key"] for r in runs]},
     }
-    _write_json(manifest_path, manifest)
+    write_json(manifest_path, manifest)
 
     tqdm = _progress_bars(bool(cfg.get("quiet")))
     bar = tqdm(total=len(runs), initial=len(runs) - len(pending), desc=study.name, unit="run") if tqdm else None
@@ -503,7 +499,7 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
             statistics=verdict,
         )
         manifest["runs"].update(completed_now=completed, rows_in_csv=len(rows))
-        _write_json(manifest_path, manifest)
+        write_json(manifest_path, manifest)
     say(f"[{study.name}] {status}: {completed} runs in {time.time() - started:.1f}s -> {csv_path}")
     if (out / "results.md").is_file() and not cfg.get("quiet"):
         print((out / "results.md").read_text())

@@ -32,3 +32,19 @@ def test_the_temporary_keeps_the_suffix(tmp_path):
         np.savez_compressed(tmp, x=np.arange(3))  # numpy would append ".npz" to any other name
     assert np.load(target)["x"].tolist() == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]
+
+
+def test_write_json_keeps_key_order_unless_asked_and_writes_what_json_cannot_as_str(tmp_path):
+    import json
+    from pathlib import PurePosixPath
+
+    from spectral_peft.studies.atomic import write_json
+
+    target = tmp_path / "manifest.json"
+    write_json(target, {"b": 1, "a": PurePosixPath("runs/x")})
+    text = target.read_text()
+    assert text.endswith("}\n") and text.index('"b"') < text.index('"a"')
+    assert json.loads(text) == {"b": 1, "a": "runs/x"}
+    write_json(target, {"b": 1, "a": 2}, sort_keys=True)
+    assert target.read_text().index('"a"') < target.read_text().index('"b"')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
