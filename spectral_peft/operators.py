@@ -674,24 +674,58 @@ def wavelet_cascade(wavelet: str, n: int, levels: int) -> WaveletCascadeOp:
 # ------------------------------------------------------------------------------------------------
 # Combinators: operators built from other operators
 # ------------------------------------------------------------------------------------------------
-class BlockDiagonalOp(LinearOp):
-    """``count`` copies of ``op`` on consecutive pieces of the last dimension: blockdiag(op, …, op)."""
+class BlockDiagonalOp(_Constants, LinearOp):
+    """``count`` copies of ``op`` on consecutive pieces of the last dimension: blockdiag(op, …, op).
+
+    Small blocks (``op`` at most ``DENSE_MAX`` wide, e.g. the 4 × 4 patches of a patchwise basis) are
+    applied as a dense matrix, ``op``'s own read off ``op`` on the unit vectors: ``group`` consecutive
+    blocks at once (the matrix kron(I_group, A), up to ``DENSE_MAX`` wide), one batched matmul over
+    all rows, where ``op``'s FFT or filter bank would launch its kernels on a few numbers per block
+    and a matmul with an inner dimension of 4 runs far below speed. Larger blocks call ``op``.
+    """
+
+    DENSE_MAX = 32
 
     def __init__(self, op: LinearOp, count: int):
         self.op, self.count = op, count
         self.size_in, self.size_out = count * op.size_in, count * op.size_out
+        widest = max(op.size_in, op.size_out)
+        self.dense = widest <= self.DENSE_MAX
+        self.group = max((g for g in range(1, count + 1) if count % g == 0 and g * widest <= self.DENSE_MAX), default=1)
+
+    def build(self, device, dtype):
+        # rows of op.apply(I) are A e_r, so x @ op.apply(I) = A x row by row, and z @ op.apply(I)ᵀ = Aᵀ z
+        block = self.op.apply(torch.eye(self.op.size_in, dtype=torch.float64))
+        matrix = torch.block_diag(*[block] * self.group)
+        return (matrix.to(device=device, dtype=dtype),)
+
+    def _dense(self, x, width, transpose):
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        (matrix,) = self._consts(x.device, x.dtype)
+        groups = x.unflatten(-1, (self.count // self.group, self.group * width))
+        return torch.matmul(groups, matrix.T if transpose else matrix).flatten(-2)
 
     def apply(self, x):
+        if self.dense:
+            return self._dense(x, self.op.size_in, transpose=False)
         return self.op.apply(x.unflatten(-1, (self.count, self.op.size_in))).flatten(-2)
 
     def adjoint(self, z):
+        if self.dense:
+            return self._dense(z, self.op.size_out, transpose=True)
         return self.op.adjoint(z.unflatten(-1, (self.count, self.op.size_out))).flatten(-2)
 
     def cost(self, rows):
+        if self.dense:
+            macs = rows * self.size_in * self.group * self.op.size_out
+            return macs * MATMUL_EQUIV_NS + 2 * rows * self.size_out * PASS_NS + OP_OVERHEAD
         return self.op.cost(rows * self.count)
 
     def prepare(self, device, dtype):
         self.op.prepare(device, dtype)
+        if self.dense:
+            super().prepare(device, dtype)
 
 
 class SpreadOp(_Constants, LinearOp):

@@ -100,6 +100,22 @@ def test_adjoint_is_the_transpose(data, seed):
     torch.testing.assert_close(lhs, rhs, rtol=1e-10, atol=1e-10)
 
 
+@given(data=st.data(), seed=seeds)
+def test_block_diagonal_applies_its_block_to_every_piece(data, seed):
+    """blockdiag(A, …, A) against A on each piece separately, for blocks on both sides of DENSE_MAX
+    (small ones run as one batched matmul with A's dense matrix, larger ones call A)."""
+    block = _all_ops(data)
+    if data.draw(st.booleans(), label="transposed"):
+        block = block.T
+    count = data.draw(st.integers(1, 4), label="count")
+    op = operators.BlockDiagonalOp(block, count)
+    x, z = randn(3, op.size_in, seed=seed), randn(3, op.size_out, seed=seed + 1)
+    pieces_in, pieces_out = x.split(block.size_in, dim=-1), z.split(block.size_out, dim=-1)
+    torch.testing.assert_close(op.apply(x), torch.cat([block.apply(p) for p in pieces_in], -1), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(op.adjoint(z), torch.cat([block.adjoint(p) for p in pieces_out], -1), rtol=1e-10, atol=1e-10)
+    assert op.dense == (max(block.size_in, block.size_out) <= op.DENSE_MAX)
+
+
 @given(n=lengths, seed=seeds, norm=st.sampled_from(["backward", "ortho", "forward"]))
 def test_rfft_rows_are_cos_and_sin(n, seed, norm):
     op = operators.rfft(n, norm)
