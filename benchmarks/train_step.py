@@ -202,6 +202,24 @@ def method_names(include_peft: bool = True) -> list[str]:
     return names + [f"ours:{b}" for b in list_bases()]
 
 
+def parse_methods(spec: str | None) -> list[str]:
+    """The methods of ``--methods``: comma-separated names, ``ours:*`` for every registered basis.
+
+    Raises ValueError naming the unknown methods and the known ones.
+    """
+    if not spec:
+        return method_names()
+    known = method_names()
+    methods = []
+    for name in (part.strip() for part in spec.split(",")):
+        expanded = [m for m in known if m.startswith("ours:")] if name == "ours:*" else [name] if name else []
+        methods += [m for m in expanded if m not in methods]
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(known)} (or ours:* for every basis)")
+    return methods
+
+
 def fitting_methods(methods: list[str], model: nn.Module, targets: list[str]) -> tuple[list[str], dict[str, str]]:
     """``methods`` without the ``ours:<basis>`` whose basis refuses a target layer's shape (``wht`` on
     MiniLM's 384 × 384, say), and why each was left out."""
@@ -479,7 +497,10 @@ def summary(rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default="minilm,stack,wide", help="comma-separated: minilm,stack,wide")
-    parser.add_argument("--methods", default=None, help="comma-separated subset (default: all)")
+    parser.add_argument(
+        "--methods", default=None,
+        help="comma-separated subset of base, lora, fourierft, waveft, ours:<basis>; ours:* is every registered basis (default: all)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per method (default 9; smoke 2)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per method (default 2; smoke 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2; smoke 1)")
@@ -517,7 +538,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     unknown = set(chosen) - set(all_workloads)
     if unknown:
         parser.error(f"unknown workloads {sorted(unknown)}; choose from {sorted(all_workloads)}")
-    methods = args.methods.split(",") if args.methods else method_names()
+    try:
+        methods = parse_methods(args.methods)
+    except ValueError as err:
+        parser.error(str(err))
     print(
         f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "

@@ -71,3 +71,15 @@ def test_train_step_leaves_out_bases_that_do_not_fit_a_workload():
     assert list(skipped) == ["ours:wht"] and "powers of two" in skipped["ours:wht"]
     square = nn.Sequential(nn.Linear(256, 256))
     assert bench.fitting_methods(["ours:wht"], square, ["0"]) == (["ours:wht"], {})
+
+
+def test_train_step_methods_expand_ours_star_and_reject_unknown_names():
+    from spectral_peft import list_bases
+
+    bench = _load("train_step")
+    every_basis = [f"ours:{b}" for b in list_bases()]
+    assert bench.parse_methods("base,lora,ours:*") == ["base", "lora", *every_basis]
+    assert bench.parse_methods("ours:dht, base,ours:dht") == ["ours:dht", "base"]
+    assert bench.parse_methods(None) == bench.method_names()
+    with pytest.raises(ValueError, match=r"unknown methods \['ours:nope', 'lora2'\]; choose from base, lora"):
+        bench.parse_methods("ours:nope,lora2")
