@@ -1,6 +1,7 @@
 """Training-step time and peak memory: spectral adapters beside peft LoRA, FourierFT and WaveFT.
 
-    python benchmarks/train_step.py                      # all workloads, all methods (~10 min on 2 cores)
+    python benchmarks/train_step.py --dtypes float32     # all workloads, all methods (~15 min on 2 cores)
+    python benchmarks/train_step.py                      # + bfloat16 (hours on a CPU without bf16 instructions)
     python benchmarks/train_step.py --workloads minilm --repeats 11
     python benchmarks/train_step.py --smoke              # tiny shapes, seconds: keeps the script from rotting
     python benchmarks/train_step.py --dtypes bfloat16 --device cuda   # the same on a GPU, bf16 only
