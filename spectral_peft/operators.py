@@ -678,9 +678,9 @@ class BlockDiagonalOp(_Constants, LinearOp):
     """``count`` copies of ``op`` on consecutive pieces of the last dimension: blockdiag(op, …, op).
 
     Small blocks (``op`` at most ``DENSE_MAX`` wide, e.g. the 4 × 4 patches of a patchwise basis) are
-    applied as a dense matrix, ``op``'s own read off ``op`` on the unit vectors: ``group`` consecutive
-    blocks at once (the matrix kron(I_group, A), up to ``DENSE_MAX`` wide), one batched matmul over
-    all rows, where ``op``'s FFT or filter bank would launch its kernels on a few numbers per block
+    applied through their dense matrix A, read off ``op`` on the unit vectors: ``group`` consecutive
+    blocks at once, i.e. one batched matmul with kron(I_group, A) (at most ``DENSE_MAX`` wide) over
+    all rows. ``op``'s own FFT or filter bank would launch its kernels on a few numbers per block,
     and a matmul with an inner dimension of 4 runs far below speed. Larger blocks call ``op``.
     """
 
