@@ -216,11 +216,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 def _run(cfg: dict, argv) -> int:
+    from ..atomic import write_json
     from ..cache import FeatureCache
     from ..data import load_dataset, subsample
     from ..model import load_backbone
     from ..provenance import git_state, platform_info, record_redraw, versions
-    from ..runner import _argv, _command, _write_json
+    from ..runner import _argv, _command
     from . import report
 
     out = Path(cfg["out"])
@@ -270,7 +271,7 @@ def _run(cfg: dict, argv) -> int:
         "target_layers": {name: list(w.shape) for name, w in w0.items()},
         "units": [], "notes": [],
     }
-    _write_json(out / "manifest.json", manifest)
+    write_json(out / "manifest.json", manifest)
     say(f"[{NAME}] preset={cfg['preset']} dataset={ds.name} backbone={backbone.name} {len(w0)} target layers, "
         f"sources={cfg['sources']} seeds={cfg['seeds']} -> {out}")
 
@@ -330,7 +331,7 @@ def _run(cfg: dict, argv) -> int:
         manifest.update(status=status, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         elapsed_s=round(time.time() - started, 2), notes=report.analysis_notes(out), errors=errors,
                         outputs=sorted({*csvio.FILES, "manifest.json", *(Path(p).name for p in outputs)}))
-        _write_json(out / "manifest.json", manifest)
+        write_json(out / "manifest.json", manifest)
     say(f"[{NAME}] {status} in {time.time() - started:.1f}s -> {out}")
     if (out / "results.md").is_file() and not cfg.get("quiet"):
         print((out / "results.md").read_text())
