@@ -10,9 +10,10 @@ They are memory-bound: the loops run over the tokens in chunks, so that the gath
 (chunk × entries) intermediates stay in the CPU's L2 cache instead of streaming tokens × entries
 floats through memory. (Measured on torch 2.13 CPU: ``index_select`` along the last dimension is
 the fastest gather for float32 — about 5x faster than for 8-byte types, so reading a bin's real and
-imaginary parts as one float64 does not pay — and ``index_add_`` the fastest scatter. For the
-sampled product on narrow arrays, transposing ĝ and x̂ to feature-major and calling the
-sampled dense-dense kernel ``torch.sparse.sampled_addmm`` is faster still.)
+imaginary parts as one float64 does not pay — and ``index_add_`` the fastest scatter.) The sampled
+product of float32 CPU arrays runs in the compiled kernel of :mod:`.native`; elsewhere (a GPU,
+float64, no C compiler) it gathers, or for narrow arrays transposes ĝ and x̂ to feature-major and
+calls the sampled dense-dense kernel ``torch.sparse.sampled_addmm``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import warnings
 
 import torch
+
+from . import native
 
 # Gathered chunks of about CHUNK_ELEMENTS floats (≈ 2 MiB in float32: L2 and a slice of L3).
 CHUNK_ELEMENTS = 1 << 19
@@ -54,6 +57,9 @@ def _spread_into(out, h, src, dst, scale):
 
 def sampled(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
     """(E,) with entry e = Σ_t a[t, ia_e] · b[t, ib_e]."""
+    fast = native.sampled_product(a, b, ia, ib)
+    if fast is not None:
+        return fast
     out = a.new_zeros(ia.numel())
     for rows in _chunks(a.shape[0], ia.numel()):
         prod = a[rows].index_select(1, ia)
@@ -89,7 +95,7 @@ class CoreProgram:
 
     def grad(self, gh: torch.Tensor, xh: torch.Tensor, alpha: float) -> torch.Tensor:
         """∂L/∂c (n,) from ĝ (T × Q) and x̂ (T × P)."""
-        if self._use_sddmm(gh.shape[1], xh.shape[1]):
+        if self._use_sddmm(gh.shape[1], xh.shape[1]) and not native.supports(gh, xh):
             per_entry = self._sddmm(gh, xh)
         else:
             per_entry = sampled(gh, xh, self.q, self.p)
@@ -128,6 +134,8 @@ class CoreProgram:
         """:meth:`grad` with ĝ and x̂ given as lists of column blocks (widths q_blocks, p_blocks)."""
         if len(gh) == 1 and len(xh) == 1:
             return self.grad(gh[0], xh[0], alpha)
+        if native.supports(gh[0], xh[0]):  # one pass over the joined blocks beats a call per block pair
+            return self.grad(torch.cat(gh, 1), torch.cat(xh, 1), alpha)
         groups = self._groups(tuple(q_blocks), tuple(p_blocks))
         out = gh[0].new_zeros(self.n)
         for (bq, bp), (q, p, j, w) in groups.items():

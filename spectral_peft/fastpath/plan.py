@@ -31,12 +31,15 @@ import dataclasses
 
 from ..factorization import Entries, Factorization
 from ..operators import FFT_NS, OP_OVERHEAD, PASS_NS
+from . import native
 from .core import TOKEN_CHUNK_ELEMENTS, CoreProgram
 
 ROUTES = ("auto", "reference", "dense", "merged", "sparse", "traced")
 
 MATMUL_NS = 0.023e-9  # per multiply-add of a large float32 matmul (one x86 core)
-SAMPLED_NS = 1.15e-9  # per token and entry of the sampled product (two gathers, multiply, sum)
+SAMPLED_NS = 1.15e-9  # per token and entry of the sampled product with torch kernels (two gathers, multiply, sum)
+NATIVE_SAMPLED_NS = 0.09e-9  # ... with the compiled kernel (.native), per token and entry
+NATIVE_TRANSPOSE_NS = 0.2e-9  # ... plus its in-cache transposes, per token and feature of ĝ and x̂
 SPREAD_NS = 2.0e-9  # per token and entry of a gather-scale-scatter
 
 
@@ -132,7 +135,11 @@ def route_costs(tokens: int, rows: int, cols: int, grad_input: bool, plan: Adapt
         return costs
     right, left = plan.right.cost(t), plan.left.cost(t)
     chunks = 1 + t * plan.entries // (1 << 18)
-    sampled = t * plan.entries * SAMPLED_NS + 5 * chunks * OP_OVERHEAD
+    if native.handles(plan.device, plan.dtype):
+        sampled = t * (plan.entries * NATIVE_SAMPLED_NS + (plan.core_rows + plan.core_cols) * NATIVE_TRANSPOSE_NS)
+        sampled += chunks * (OP_OVERHEAD + 50e-6)  # + starting its threads
+    else:
+        sampled = t * plan.entries * SAMPLED_NS + 5 * chunks * OP_OVERHEAD
     spread = t * plan.entries * SPREAD_NS + 4 * chunks * OP_OVERHEAD
     costs["merged"] = delta + recompute + right + left + sampled + 8 * OP_OVERHEAD
     sparse = right + spread + left + t * rows * PASS_NS  # forward
