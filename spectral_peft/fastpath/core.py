@@ -134,8 +134,6 @@ class CoreProgram:
         """:meth:`grad` with ĝ and x̂ given as lists of column blocks (widths q_blocks, p_blocks)."""
         if len(gh) == 1 and len(xh) == 1:
             return self.grad(gh[0], xh[0], alpha)
-        if native.supports(gh[0], xh[0]):  # one pass over the joined blocks beats a call per block pair
-            return self.grad(torch.cat(gh, 1), torch.cat(xh, 1), alpha)
         groups = self._groups(tuple(q_blocks), tuple(p_blocks))
         out = gh[0].new_zeros(self.n)
         for (bq, bp), (q, p, j, w) in groups.items():
