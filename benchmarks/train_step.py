@@ -12,6 +12,14 @@ AdamW step) in round-robin order that rotates every round, so that load drift on
 hits all methods alike; the table reports the median over rounds and its ratio to peft LoRA r=8
 (and to peft FourierFT at equal n).
 
+Paired ratio to LoRA: every round times LoRA and the method back to back, so each round gives one
+ratio t_method / t_LoRA in which the machine's drift between rounds cancels. The column
+``paired x LoRA [95% CI]`` is the geometric mean of those per-round ratios with a Student-t
+interval on their logarithms (``scipy.stats.ttest_1samp``; one interval per method, not
+corrected for the number of methods), and ``verdict`` says ``faster`` / ``slower`` when the
+whole interval lies below / above 1.00, else ``tie``. With few rounds the intervals are wide:
+a tie is "not shown different", not "shown equal".
+
 Methods: ``base`` (the frozen model with only the targeted layers' biases trainable, so that the
 backward pass flows through the same layers as for an adapter: the floor every adapter pays);
 ``lora`` (peft LoRA r=8, alpha 16, no dropout); ``fourierft`` (peft FourierFT, n=1000);
@@ -353,8 +361,32 @@ def time_workload(
             "q3_ms": 1e3 * q3,
             "trainable": runner.params,
             "routes": routes_used(runner.model) if runner.method.startswith("ours:") else "",
+            "samples_ms": [1e3 * t for t in samples[runner.method]],  # in round order: pairs across methods
         }
     return results
+
+
+def paired_ratio(samples: list[float], reference: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(geometric mean, low, high) of the per-round ratios samples[i] / reference[i].
+
+    The interval is Student's t on the log-ratios, exponentiated; with all ratios equal (or one
+    round) it collapses to the ratio itself.
+    """
+    from scipy import stats
+
+    if len(samples) != len(reference) or not samples:
+        raise ValueError(f"paired_ratio needs as many rounds for both, got {len(samples)} and {len(reference)}")
+    logs = [math.log(a / b) for a, b in zip(samples, reference)]
+    centre = math.exp(statistics.fmean(logs))
+    if len(logs) < 2 or max(logs) == min(logs):
+        return centre, centre, centre
+    interval = stats.ttest_1samp(logs, 0.0).confidence_interval(confidence)
+    return centre, math.exp(interval.low), math.exp(interval.high)
+
+
+def verdict(low: float, high: float) -> str:
+    """faster / slower when the whole interval lies below / above 1, else tie."""
+    return "faster" if high < 1.0 else "slower" if low > 1.0 else "tie"
 
 
 def measure_memory_cuda(workload: Workload, methods: list[str], device: str, dtype: torch.dtype) -> dict[str, dict]:
@@ -441,8 +473,10 @@ def report(workload: Workload, dtype_name: str, timing: dict, memory: dict) -> l
     lora = timing.get("lora", {}).get("median_ms")
     fourier = timing.get("fourierft", {}).get("median_ms")
     lora_mem = memory.get("lora", {}).get("step_peak_mb")
+    lora_samples = timing.get("lora", {}).get("samples_ms")
     for method, t in timing.items():
         m = memory.get(method, {})
+        paired = paired_ratio(t["samples_ms"], lora_samples) if lora_samples else (float("nan"),) * 3
         rows.append(
             {
                 "workload": workload.name,
@@ -453,6 +487,10 @@ def report(workload: Workload, dtype_name: str, timing: dict, memory: dict) -> l
                 "q3_ms": round(t["q3_ms"], 2),
                 "ratio_lora": round(_ratio(t["median_ms"], lora), 3),
                 "ratio_fourierft": round(_ratio(t["median_ms"], fourier), 3),
+                "paired_lora": round(paired[0], 3),
+                "paired_lora_low": round(paired[1], 3),
+                "paired_lora_high": round(paired[2], 3),
+                "verdict": verdict(paired[1], paired[2]) if lora_samples else "",
                 "step_peak_mb": round(m["step_peak_mb"], 1) if m else "",
                 "total_peak_mb": round(m["total_peak_mb"], 1) if m else "",
                 "mem_ratio_lora": round(_ratio(m.get("step_peak_mb"), lora_mem), 3) if m else "",
@@ -461,7 +499,8 @@ def report(workload: Workload, dtype_name: str, timing: dict, memory: dict) -> l
                 "tokens": workload.tokens,
             }
         )
-    header = f"{'method':<20}{'median ms':>11}{'IQR ms':>15}{'x LoRA':>8}{'x FourierFT':>12}{'step MB':>9}{'x LoRA':>8}  routes"
+    header = (f"{'method':<20}{'median ms':>11}{'IQR ms':>15}{'x LoRA':>8}{'paired x LoRA [95% CI]':>24}{'verdict':>8}"
+              f"{'x FourierFT':>12}{'step MB':>9}{'x LoRA':>8}  routes")
     print(f"\n== {workload.name} ({dtype_name}): {workload.description} ==")
     print(header)
     for r in rows:
@@ -469,10 +508,15 @@ def report(workload: Workload, dtype_name: str, timing: dict, memory: dict) -> l
         mem = f"{r['step_peak_mb']:>9.1f}" if r["step_peak_mb"] != "" else f"{'':>9}"
         memr = f"{r['mem_ratio_lora']:>8.2f}" if r["mem_ratio_lora"] != "" else f"{'':>8}"
         print(
-            f"{r['method']:<20}{r['median_ms']:>11.1f}{iqr:>15}{r['ratio_lora']:>8.2f}{r['ratio_fourierft']:>12.2f}"
+            f"{r['method']:<20}{r['median_ms']:>11.1f}{iqr:>15}{r['ratio_lora']:>8.2f}{_interval(r):>24}{r['verdict']:>8}"
+            f"{r['ratio_fourierft']:>12.2f}"
             f"{mem}{memr}  {r['routes']}"
         )
     return rows
+
+
+def _interval(row: dict) -> str:
+    return f"{row['paired_lora']:.2f} [{row['paired_lora_low']:.2f}, {row['paired_lora_high']:.2f}]"
 
 
 def summary(rows: list[dict]) -> None:
@@ -480,18 +524,18 @@ def summary(rows: list[dict]) -> None:
     columns = list(dict.fromkeys((r["workload"], r["dtype"]) for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by_key = {(r["workload"], r["dtype"], r["method"]): r for r in rows}
-    print("\n== summary: time / step memory, ratio to LoRA r=8 ==")
+    print("\n== summary: paired time ratio [95% CI] / step memory ratio, to LoRA r=8 ==")
     short = {"float32": "f32", "bfloat16": "bf16"}
-    print(f"{'method':<20}" + "".join(f"{w + ' ' + short[d]:>18}" for w, d in columns))
+    print(f"{'method':<20}" + "".join(f"{w + ' ' + short[d]:>29}" for w, d in columns))
     for method in methods:
         cells = []
         for w, d in columns:
             r = by_key.get((w, d, method))
             if r is None:
-                cells.append(f"{'—':>18}")  # the method does not fit this workload
+                cells.append(f"{'—':>29}")  # the method does not fit this workload
                 continue
             mem = r["mem_ratio_lora"]
-            cells.append(f"{r['ratio_lora']:>9.2f} / {mem if mem == '' else f'{mem:.2f}':>5}")
+            cells.append(f"{_interval(r):>21} / {mem if mem == '' else f'{mem:.2f}':>5}")
         print(f"{method:<20}" + "".join(cells))
 
 

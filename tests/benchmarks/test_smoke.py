@@ -42,6 +42,9 @@ def test_train_step_smoke(tmp_path):
     assert {r["workload"] for r in written} == {"minilm", "stack", "wide"}
     for row in written:
         assert float(row["median_ms"]) > 0
+        low, high = float(row["paired_lora_low"]), float(row["paired_lora_high"])
+        assert low <= float(row["paired_lora"]) <= high and row["verdict"] in {"faster", "slower", "tie"}
+    assert all(float(r["paired_lora"]) == 1.0 and r["verdict"] == "tie" for r in written if r["method"] == "lora")
     # the memory subprocess ran (smoke: one workload, base and our adapters)
     assert any(r["step_peak_mb"] != "" for r in written if r["workload"] == "stack")
 
@@ -83,3 +86,26 @@ def test_train_step_methods_expand_ours_star_and_reject_unknown_names():
     assert bench.parse_methods(None) == bench.method_names()
     with pytest.raises(ValueError, match=r"unknown methods \['ours:nope', 'lora2'\]; choose from base, lora"):
         bench.parse_methods("ours:nope,lora2")
+
+
+def test_paired_ratio_is_the_t_interval_of_the_log_ratios():
+    import math
+
+    from scipy import stats
+
+    bench = _load("train_step")
+    reference = [100.0, 120.0, 90.0, 110.0, 105.0]
+    samples = [95.0, 126.0, 85.0, 99.0, 110.0]
+    logs = [math.log(a / b) for a, b in zip(samples, reference)]
+    n, mean = len(logs), sum(logs) / len(logs)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (n - 1))
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    centre, low, high = bench.paired_ratio(samples, reference)
+    assert centre == pytest.approx(math.exp(mean))
+    assert (low, high) == pytest.approx((math.exp(mean - half), math.exp(mean + half)))
+    assert bench.verdict(low, high) == "tie"
+    # every round 10% faster: no spread, the interval is the ratio
+    assert bench.paired_ratio([90.0, 108.0, 81.0], [100.0, 120.0, 90.0]) == pytest.approx((0.9, 0.9, 0.9))
+    assert bench.verdict(0.85, 0.95) == "faster" and bench.verdict(1.01, 1.2) == "slower"
+    with pytest.raises(ValueError, match="as many rounds"):
+        bench.paired_ratio([1.0, 2.0], [1.0])
