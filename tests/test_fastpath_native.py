@@ -79,6 +79,17 @@ def test_the_same_for_every_thread_count_to_rounding():
     assert torch.equal(native.sampled_product(a, b, ia, ib, threads=3), native.sampled_product(a, b, ia, ib, threads=3))
 
 
+@pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler: this test checks the compiled kernel's input checks")
+def test_indices_outside_the_arrays_are_refused():
+    a, b, ia, ib = _arrays(10, 6, 4, 5, 0, seed=7)
+    with pytest.raises(ValueError, match=r"ib must index 0..3"):
+        native.sampled_product(a, b, ia, torch.tensor([0, 1, 2, 3, 4]))
+    with pytest.raises(ValueError, match=r"ia must index 0..5"):
+        native.sampled_product(a, b, torch.tensor([0, -1, 2, 3, 4]), ib)
+    with pytest.raises(ValueError, match="one length"):
+        native.sampled_product(a, b, ia[:3], ib)
+
+
 def test_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("SPECTRAL_PEFT_NATIVE", "0")
     a, b, ia, ib = _arrays(20, 8, 8, 10, 0, seed=1)

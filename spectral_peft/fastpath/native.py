@@ -131,8 +131,8 @@ def sampled_product(
 ) -> torch.Tensor | None:
     """(E,) with entry e = Σ_t a[t, ia_e] · b[t, ib_e], or None where :func:`supports` says no.
 
-    ``a`` is T × Q and ``b`` T × P (any row stride); ``ia``, ``ib`` integer indices of length E,
-    within the widths (not checked here: the callers' entries are validated at plan time).
+    ``a`` is T × Q and ``b`` T × P (any row stride); ``ia``, ``ib`` integer indices of length E
+    into Q and P (an index outside raises ValueError: the kernel itself does not check).
     ``threads`` > 1 splits the tokens over that many threads of the kernel's own; results do not
     depend on it beyond float rounding. The default is 1: inside a training step torch's OpenMP
     workers keep spinning for a while after each parallel op, and a second pool of threads
@@ -144,6 +144,11 @@ def sampled_product(
         return None
     a = a if a.stride(1) == 1 else a.contiguous()
     b = b if b.stride(1) == 1 else b.contiguous()
+    if ia.shape != ib.shape or ia.dim() != 1:
+        raise ValueError(f"ia and ib must be 1-D and of one length, got shapes {tuple(ia.shape)} and {tuple(ib.shape)}")
+    for name, index, width in (("ia", ia, a.shape[1]), ("ib", ib, b.shape[1])):
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= width):
+            raise ValueError(f"{name} must index 0..{width - 1} (the width of its array), got {int(index.min())}..{int(index.max())}")
     ia32, ib32 = ia.to(torch.int32).contiguous(), ib.to(torch.int32).contiguous()
     out = torch.zeros(ia32.numel(), dtype=torch.float32)
     status = _library.sampled_product_f32(

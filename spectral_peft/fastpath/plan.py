@@ -137,7 +137,7 @@ def route_costs(tokens: int, rows: int, cols: int, grad_input: bool, plan: Adapt
     chunks = 1 + t * plan.entries // (1 << 18)
     if native.handles(plan.device, plan.dtype):
         sampled = t * (plan.entries * NATIVE_SAMPLED_NS + (plan.core_rows + plan.core_cols) * NATIVE_TRANSPOSE_NS)
-        sampled += chunks * (OP_OVERHEAD + 50e-6)  # + starting its threads
+        sampled += 2 * chunks * OP_OVERHEAD  # the ctypes call and its index conversions
     else:
         sampled = t * plan.entries * SAMPLED_NS + 5 * chunks * OP_OVERHEAD
     spread = t * plan.entries * SPREAD_NS + 4 * chunks * OP_OVERHEAD
