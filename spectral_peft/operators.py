@@ -57,6 +57,9 @@ import math
 
 import torch
 
+from .native import dwt as native_dwt
+from .native import library as native_library
+
 # Rough per-element costs (seconds, one x86 core; measured with torch 2.13's MKL FFT), used only
 # to rank routes by shape: an FFT of length n costs FFT_NS·(1 + log2 n / 8) per element, an
 # elementwise pass PASS_NS per element, a small dense matmul MATMUL_EQUIV_NS per multiply-add, and
@@ -65,6 +68,10 @@ FFT_NS = 0.55e-9
 PASS_NS = 0.3e-9
 MATMUL_EQUIV_NS = 0.03e-9
 OP_OVERHEAD = 8e-6
+# The compiled DWT cascade (spectral_peft.native.dwt): per row and signal element, a fixed part
+# (copies in and out of cache) plus one per filter tap (all levels together).
+NATIVE_DWT_NS = 0.7e-9
+NATIVE_DWT_TAP_NS = 0.08e-9
 
 _DUAL_NORM = {"backward": "forward", "ortho": "ortho", "forward": "backward"}
 
@@ -105,9 +112,10 @@ class LinearOp:
         """Build the constants for ``device``/``dtype`` now (before a traced or timed region)."""
 
     # Optional block structure: an operator whose output is naturally computed in pieces (the
-    # levels of a wavelet cascade) returns them without concatenating; the sampled product of the
-    # core then gathers from each piece. ``out_blocks``/``in_blocks``: widths of apply's output /
-    # adjoint's output pieces, or None for one piece.
+    # levels of a wavelet cascade) may return them from apply_blocks / adjoint_blocks without
+    # concatenating, consecutive along the last dimension; the sampled product of the core then
+    # reads each piece. ``out_blocks``/``in_blocks``: the widths of those pieces when there can be
+    # several, or None. A call may still return one whole piece (the compiled cascade does).
     out_blocks: list[int] | None = None
     in_blocks: list[int] | None = None
 
@@ -487,7 +495,10 @@ class DwtLevel(_Constants, CoefficientOp):
     of coefficient positions shifted by 2Bb; that set and its matrix are read off the analysis of
     the 2B unit impulses of block 0, so they are exact by construction.
 
-    ``coefficients``/``synthesize`` use the standard layout [a | d] (``pywt.dwt``'s cA, cD).
+    ``coefficients``/``synthesize`` use the standard layout [a | d] (``pywt.dwt``'s cA, cD). On
+    float32 CPU arrays they run along the last dimension in the compiled filter bank of
+    :mod:`spectral_peft.native.dwt` when it is available (along other dimensions the windows are
+    whole rows, which the gather and a batched matmul already read contiguously).
     """
 
     def __init__(self, wavelet: str, length: int):
@@ -519,6 +530,9 @@ class DwtLevel(_Constants, CoefficientOp):
         blockwise_to_standard = torch.empty(length, dtype=torch.long)
         blockwise_to_standard[self.slot(torch.arange(length))[0]] = torch.arange(length)
         self.standard_synthesis_index = blockwise_to_standard[self.synthesis_index]
+        # for the compiled filter bank: the filters in float32 and the layout [a | d]
+        self.kernel_filters = (lo.float(), hi.float())
+        self.standard_positions = torch.arange(length, dtype=torch.int32)
 
     def build(self, device, dtype):
         return (
@@ -563,6 +577,10 @@ class DwtLevel(_Constants, CoefficientOp):
     # left matmul, no transpose); the synthesis folds the layout into its gather.
     def coefficients(self, x, dim=-1):
         if dim in (-1, x.dim() - 1):
+            fast = native_dwt.analysis(x, *self.kernel_filters, self.standard_positions, 1, self.length)
+            if fast is not None:
+                return fast
+        if dim in (-1, x.dim() - 1):
             out = self.apply(x).unflatten(-1, (self.blocks, 2, self.block)).transpose(-3, -2)
             return out.flatten(-3)
         if dim not in (-2, x.dim() - 2):
@@ -574,6 +592,10 @@ class DwtLevel(_Constants, CoefficientOp):
 
     def synthesize(self, coefficients, dim=-1):
         c = coefficients
+        if dim in (-1, c.dim() - 1):
+            fast = native_dwt.synthesis(c, *self.kernel_filters, self.standard_positions, 1, self.length)
+            if fast is not None:
+                return fast
         _, _, _, matrix, index = self._consts(c.device, c.dtype)
         if dim in (-1, c.dim() - 1):
             windows = c.index_select(-1, index).unflatten(-1, (self.blocks, self.synthesis_window))
@@ -602,6 +624,8 @@ class WaveletCascadeOp(_Constants, LinearOp):
     wavelets, the 1-D factors of the level-j blocks of the 2-D pyramid. Each level is stored in the
     blockwise layout of :class:`DwtLevel`; :meth:`slot` maps (level, index in [a_j | d_j]) to a
     position. ``adjoint`` is the synthesis cascade (A_j is orthogonal, so A_jᵀ is the synthesis).
+    On float32 CPU arrays both run every level in one call of the compiled cascade
+    (:mod:`spectral_peft.native.dwt`) when it is available; otherwise level by level with torch ops.
     """
 
     def __init__(self, wavelet: str, n: int, levels: int):
@@ -616,6 +640,9 @@ class WaveletCascadeOp(_Constants, LinearOp):
         ]
         self.size_in = n
         self.size_out = sum(lengths)
+        self.kernel_positions = torch.cat(
+            [offset + lvl.slot(torch.arange(lvl.length))[0] for offset, lvl in zip(self.offsets, self.levels)]
+        ).to(torch.int32)
 
     def build(self, device, dtype):
         for lvl in self.levels:
@@ -634,7 +661,16 @@ class WaveletCascadeOp(_Constants, LinearOp):
     def out_blocks(self):
         return [lvl.length for lvl in self.levels]
 
+    def _kernel(self, direction, src):
+        lo, hi = self.levels[0].kernel_filters
+        if direction == "analysis":
+            return native_dwt.analysis(src, lo, hi, self.kernel_positions, len(self.levels), self.size_out)
+        return native_dwt.synthesis(src, lo, hi, self.kernel_positions, len(self.levels), self.n)
+
     def apply_blocks(self, x):
+        fast = self._kernel("analysis", x)
+        if fast is not None:
+            return [fast]
         in_indices = self._consts(x.device, x.dtype)
         outs = []
         src = x
@@ -644,10 +680,16 @@ class WaveletCascadeOp(_Constants, LinearOp):
         return outs
 
     def apply(self, x):
+        fast = self._kernel("analysis", x)
+        if fast is not None:
+            return fast
         outs = self.apply_blocks(x)
         return torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
 
     def adjoint(self, z):
+        fast = self._kernel("synthesis", z)
+        if fast is not None:
+            return fast
         acc = None
         for j in reversed(range(len(self.levels))):
             lvl = self.levels[j]
@@ -662,6 +704,8 @@ class WaveletCascadeOp(_Constants, LinearOp):
         return acc
 
     def cost(self, rows):
+        if native_library.available():  # float32 CPU arrays take the kernel: the case that is timed
+            return rows * self.n * (NATIVE_DWT_NS + NATIVE_DWT_TAP_NS * self.levels[0].taps) + OP_OVERHEAD
         return sum(2 * lvl.cost(rows) for lvl in self.levels)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spectral_peft.fastpath import native
+from spectral_peft.native import library as native
 from spectral_peft.paths import cache_root
 
 

@@ -11,7 +11,7 @@ They are memory-bound: the loops run over the tokens in chunks, so that the gath
 floats through memory. (Measured on torch 2.13 CPU: ``index_select`` along the last dimension is
 the fastest gather for float32 — about 5x faster than for 8-byte types, so reading a bin's real and
 imaginary parts as one float64 does not pay — and ``index_add_`` the fastest scatter.) The sampled
-product of float32 CPU arrays runs in the compiled kernel of :mod:`.native`; elsewhere (a GPU,
+product of float32 CPU arrays runs in the compiled kernel of :mod:`spectral_peft.native.sampled`; elsewhere (a GPU,
 float64, no C compiler) it gathers, or for narrow arrays transposes ĝ and x̂ to feature-major and
 calls the sampled dense-dense kernel ``torch.sparse.sampled_addmm``.
 """
@@ -22,7 +22,7 @@ import warnings
 
 import torch
 
-from . import native
+from ..native import sampled as native_sampled
 
 # Gathered chunks of about CHUNK_ELEMENTS floats (≈ 2 MiB in float32: L2 and a slice of L3).
 CHUNK_ELEMENTS = 1 << 19
@@ -57,7 +57,7 @@ def _spread_into(out, h, src, dst, scale):
 
 def sampled(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
     """(E,) with entry e = Σ_t a[t, ia_e] · b[t, ib_e]."""
-    fast = native.sampled_product(a, b, ia, ib)
+    fast = native_sampled.sampled_product(a, b, ia, ib)
     if fast is not None:
         return fast
     out = a.new_zeros(ia.numel())
@@ -95,7 +95,7 @@ class CoreProgram:
 
     def grad(self, gh: torch.Tensor, xh: torch.Tensor, alpha: float) -> torch.Tensor:
         """∂L/∂c (n,) from ĝ (T × Q) and x̂ (T × P)."""
-        if self._use_sddmm(gh.shape[1], xh.shape[1]) and not native.supports(gh, xh):
+        if self._use_sddmm(gh.shape[1], xh.shape[1]) and not native_sampled.supports(gh, xh):
             per_entry = self._sddmm(gh, xh)
         else:
             per_entry = sampled(gh, xh, self.q, self.p)
@@ -130,11 +130,11 @@ class CoreProgram:
             cache[key] = (csr, inverse)
         return cache[key]
 
-    def grad_blocks(self, gh: list, xh: list, q_blocks: list[int], p_blocks: list[int], alpha: float):
-        """:meth:`grad` with ĝ and x̂ given as lists of column blocks (widths q_blocks, p_blocks)."""
+    def grad_blocks(self, gh: list, xh: list, alpha: float):
+        """:meth:`grad` with ĝ and x̂ each given as a list of consecutive column pieces."""
         if len(gh) == 1 and len(xh) == 1:
             return self.grad(gh[0], xh[0], alpha)
-        groups = self._groups(tuple(q_blocks), tuple(p_blocks))
+        groups = self._groups(tuple(b.shape[1] for b in gh), tuple(b.shape[1] for b in xh))
         out = gh[0].new_zeros(self.n)
         for (bq, bp), (q, p, j, w) in groups.items():
             out.index_add_(0, j, sampled(gh[bq], xh[bp], q, p).mul_(w * alpha))

@@ -30,15 +30,15 @@ import torch
 import dataclasses
 
 from ..factorization import Entries, Factorization
+from .. import native
 from ..operators import FFT_NS, OP_OVERHEAD, PASS_NS
-from . import native
 from .core import TOKEN_CHUNK_ELEMENTS, CoreProgram
 
 ROUTES = ("auto", "reference", "dense", "merged", "sparse", "traced")
 
 MATMUL_NS = 0.023e-9  # per multiply-add of a large float32 matmul (one x86 core)
 SAMPLED_NS = 1.15e-9  # per token and entry of the sampled product with torch kernels (two gathers, multiply, sum)
-NATIVE_SAMPLED_NS = 0.09e-9  # ... with the compiled kernel (.native), per token and entry
+NATIVE_SAMPLED_NS = 0.09e-9  # ... with the compiled kernel (spectral_peft.native.sampled), per token and entry
 NATIVE_TRANSPOSE_NS = 0.2e-9  # ... plus its in-cache transposes, per token and feature of ĝ and x̂
 SPREAD_NS = 2.0e-9  # per token and entry of a gather-scale-scatter
 
@@ -88,14 +88,9 @@ class AdapterPlan:
     def coefficient_grad(self, g2: torch.Tensor, x2: torch.Tensor, alpha: float) -> torch.Tensor:
         """∂L/∂c from output gradients g2 (T × M) and inputs x2 (T × N), chunk by chunk, in the plan's dtype."""
         out = g2.new_zeros(self.n, dtype=self.dtype)
-        q_blocks, p_blocks = self.left.in_blocks, self.right.out_blocks
         for chunk in self.token_chunks(g2.shape[0]):
             g, x = g2[chunk].to(self.dtype), x2[chunk].to(self.dtype)
-            if q_blocks is None and p_blocks is None:
-                out.add_(self.core.grad(self.left.adjoint(g), self.right.apply(x), alpha))
-            else:
-                q_widths, p_widths = q_blocks or [self.core_rows], p_blocks or [self.core_cols]
-                out.add_(self.core.grad_blocks(self.left.adjoint_blocks(g), self.right.apply_blocks(x), q_widths, p_widths, alpha))
+            out.add_(self.core.grad_blocks(self.left.adjoint_blocks(g), self.right.apply_blocks(x), alpha))
         return out
 
     # ---------------------------------------------------------------- cost model

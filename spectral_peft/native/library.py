@@ -1,0 +1,134 @@
+"""Builds and loads the package's C kernels (``*.c`` next to this file) as one shared library.
+
+The sources are compiled on first use with the system C compiler (``$CC``, else ``cc``, ``gcc``
+or ``clang``; ``-O3 -march=native``) into ``$SPECTRAL_PEFT_CACHE/native`` (default
+``~/.cache/spectral_peft/native``), keyed by the sources, the compiler and the CPU, and loaded with
+ctypes. When that is impossible (no compiler, a failing build, another OS) or switched off with
+``SPECTRAL_PEFT_NATIVE=0``, :func:`load` gives None and every caller uses its torch route; the
+results are the same to float rounding.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+from ..paths import cache_root
+
+logger = logging.getLogger(__name__)
+
+SOURCE_DIR = Path(__file__).parent
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-pthread")
+LIBRARY_NAME = "spectral_peft_kernels"
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_tried = False
+
+
+def enabled() -> bool:
+    """False when ``SPECTRAL_PEFT_NATIVE`` is set to 0 / false / no / off."""
+    return os.environ.get("SPECTRAL_PEFT_NATIVE", "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def cache_dir() -> Path:
+    return cache_root() / "native"
+
+
+def sources() -> list[Path]:
+    """The C sources compiled into the library (headers are part of the cache key)."""
+    return sorted(SOURCE_DIR.glob("*.c"))
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_signature() -> str:
+    """The CPU's model and feature flags (what ``-march=native`` compiles for)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    keep = [ln for ln in lines if ln.split(":")[0].strip() in {"model name", "flags", "Features", "CPU part"}]
+    return "\n".join(dict.fromkeys(keep))
+
+
+def _build(compiler: str) -> Path:
+    texts = [p.read_bytes() for p in sources() + sorted(SOURCE_DIR.glob("*.h"))]
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+    key = hashlib.sha256(b"\0".join([*texts, compiler.encode(), version.encode(), _cpu_signature().encode(), " ".join(FLAGS).encode()]))
+    target = cache_dir() / f"{LIBRARY_NAME}-{key.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build next to the target and rename: processes that build at the same time never load a half-written file.
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        command = [compiler, *FLAGS, *map(str, sources()), "-o", str(built)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()}")
+        os.replace(built, target)
+    return target
+
+
+def load() -> ctypes.CDLL | None:
+    """The loaded library (built on the first call), or None where it cannot be built."""
+    global _library, _tried
+    if _tried:  # after the first call: no lock on the hot path
+        return _library
+    with _lock:
+        if not _tried:
+            _tried = True
+            compiler = _compiler()
+            if compiler is None:
+                logger.info("spectral_peft: no C compiler found; the native kernels are replaced by torch ops")
+            else:
+                try:
+                    _library = ctypes.CDLL(str(_build(compiler)))
+                except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+                    logger.warning("spectral_peft: could not build the native kernels (%s); using torch ops", err)
+        return _library
+
+
+def available() -> bool:
+    """Whether the compiled kernels are in use (builds them on the first call)."""
+    return enabled() and load() is not None
+
+
+def handles(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether arrays on ``device`` in ``dtype`` go to the compiled kernels (float32 on the CPU, when available)."""
+    return dtype == torch.float32 and torch.device(device).type == "cpu" and available()
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """Whether these tensors can go to a kernel now: :func:`handles` their kind, no autograd graph
+    to record (a kernel call is invisible to autograd) and no ``torch.compile`` trace in progress."""
+    first = tensors[0]
+    if torch.compiler.is_compiling() or not handles(first.device, first.dtype):
+        return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    return all(t.device == first.device and t.dtype == first.dtype for t in tensors)
+
+
+def function(name: str, argtypes: list) -> "ctypes._CFuncPtr":
+    """The library's int-returning C function ``name`` with its argument types set (library loaded)."""
+    fn = getattr(_library, name)
+    if fn.argtypes is None:
+        fn.restype, fn.argtypes = ctypes.c_int, argtypes
+    return fn

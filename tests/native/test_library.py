@@ -1,0 +1,99 @@
+"""Building, caching and switching off the compiled kernels (spectral_peft.native.library).
+
+Real builds with the machine's C compiler into a temporary cache; the fallbacks when there is no
+compiler or the compiler fails; and :func:`usable`'s refusals (autograd, other dtypes and devices).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+
+import pytest
+import torch
+
+from spectral_peft.native import library
+
+HAS_COMPILER = library._compiler() is not None
+needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler: this test checks the build itself")
+
+
+def test_builds_one_library_with_every_kernel_where_a_compiler_exists(fresh_build):
+    assert library.available() is HAS_COMPILER
+    built = list(fresh_build.glob(f"{library.LIBRARY_NAME}-*.so"))
+    assert len(built) == (1 if HAS_COMPILER else 0)
+    if HAS_COMPILER:
+        assert {p.name for p in library.sources()} == {"sampled_product.c", "dwt.c"}
+        for name in ("sampled_product_f32", "dwt_analysis_f32", "dwt_synthesis_f32"):
+            assert isinstance(getattr(library.load(), name), ctypes._CFuncPtr)
+
+
+def test_without_a_compiler_nothing_is_built_and_it_is_said(fresh_build, monkeypatch, caplog):
+    monkeypatch.setattr(library, "_compiler", lambda: None)
+    with caplog.at_level(logging.INFO, logger=library.__name__):
+        assert not library.available()
+    assert "no C compiler" in caplog.text
+    assert not library.handles("cpu", torch.float32)
+
+
+def test_a_failing_compiler_is_reported_and_falls_back(fresh_build, monkeypatch, caplog):
+    monkeypatch.setenv("CC", "false")  # exists, and fails
+    with caplog.at_level(logging.WARNING, logger=library.__name__):
+        assert not library.available()
+    assert "could not build the native kernels" in caplog.text
+    assert not list(fresh_build.glob("*.so"))
+
+
+def test_switched_off_by_the_environment(monkeypatch):
+    for value in ("0", "false", "OFF", " no "):
+        monkeypatch.setenv("SPECTRAL_PEFT_NATIVE", value)
+        assert not library.enabled() and not library.handles("cpu", torch.float32)
+    monkeypatch.setenv("SPECTRAL_PEFT_NATIVE", "1")
+    assert library.enabled()
+
+
+@needs_compiler
+def test_a_second_process_reuses_the_built_library(fresh_build, monkeypatch):
+    assert library.available()
+    (built,) = fresh_build.glob(f"{library.LIBRARY_NAME}-*.so")
+    stamp = built.stat().st_mtime_ns
+    monkeypatch.setattr(library, "_tried", False)
+    monkeypatch.setattr(library, "_library", None)
+    monkeypatch.setattr(library.subprocess, "run", _only_version_queries(library.subprocess.run))
+    assert library.available()
+    assert built.stat().st_mtime_ns == stamp
+
+
+@needs_compiler
+def test_a_changed_source_is_rebuilt(fresh_build, monkeypatch, tmp_path):
+    assert library.available()
+    source_dir = tmp_path / "sources"
+    source_dir.mkdir()
+    for path in [*library.sources(), *library.SOURCE_DIR.glob("*.h")]:
+        (source_dir / path.name).write_bytes(path.read_bytes())
+    (source_dir / "dwt.c").write_text((source_dir / "dwt.c").read_text() + "\n/* changed */\n")
+    monkeypatch.setattr(library, "SOURCE_DIR", source_dir)
+    monkeypatch.setattr(library, "_tried", False)
+    monkeypatch.setattr(library, "_library", None)
+    assert library.available()
+    assert len(list(fresh_build.glob(f"{library.LIBRARY_NAME}-*.so"))) == 2
+
+
+@needs_compiler
+def test_usable_only_without_autograd_and_for_float32_cpu():
+    x = torch.randn(4, 8)
+    assert library.usable(x, x)
+    assert not library.usable(x.double())
+    assert not library.usable(x.bfloat16())
+    assert not library.usable(x, x.double())  # one kind for all
+    leaf = x.clone().requires_grad_()
+    assert not library.usable(leaf)
+    with torch.no_grad():
+        assert library.usable(leaf)
+
+
+def _only_version_queries(run):
+    def guarded(cmd, *args, **kwargs):
+        assert cmd[1:] == ["--version"], f"rebuilt: {cmd}"
+        return run(cmd, *args, **kwargs)
+    return guarded
