@@ -30,7 +30,8 @@ The operators (factories are cached: equal operators are one shared instance):
                          and one real FFT; bin k holds (X_k, −X_(n−k)).
 ``walsh_hadamard(n)``    orthonormal Walsh–Hadamard transform (n a power of two, Sylvester order:
                          X_k = n^-1/2 Σ x_t (−1)^popcount(k AND t), = ``scipy.linalg.hadamard(n)/√n``);
-                         one small dense matmul per Kronecker factor H_f (f <= 64), self-inverse.
+                         compiled butterflies on float32 CPU arrays, else one small dense matmul
+                         per Kronecker factor H_f (f <= 64); self-inverse.
 ``rfft(n, norm)``        the real view of ``torch.fft.rfft``: rows 2k, 2k+1 are s·cos(2πkt/n) and
                          −s·sin(2πkt/n) (s = 1, n^-1/2 or 1/n for norm "backward", "ortho",
                          "forward"); ``cos_slot(k)`` / ``sin_slot(k)`` locate cos_k and sin_k.
@@ -59,6 +60,7 @@ import torch
 
 from .native import dwt as native_dwt
 from .native import library as native_library
+from .native import wht as native_wht
 
 # Rough per-element costs (seconds, one x86 core; measured with torch 2.13's MKL FFT), used only
 # to rank routes by shape: an FFT of length n costs FFT_NS·(1 + log2 n / 8) per element, an
@@ -72,6 +74,10 @@ OP_OVERHEAD = 8e-6
 # (copies in and out of cache) plus one per filter tap (all levels together).
 NATIVE_DWT_NS = 0.7e-9
 NATIVE_DWT_TAP_NS = 0.08e-9
+# The compiled Walsh–Hadamard transform (spectral_peft.native.wht): per row and element, a fixed
+# part plus one per butterfly stage.
+NATIVE_WHT_NS = 0.3e-9
+NATIVE_WHT_STAGE_NS = 0.03e-9
 
 _DUAL_NORM = {"backward": "forward", "ortho": "ortho", "forward": "backward"}
 
@@ -124,6 +130,15 @@ class LinearOp:
 
     def adjoint_blocks(self, z: torch.Tensor) -> list[torch.Tensor]:
         return [self.adjoint(z)]
+
+    # The result of apply / adjoint on a 2-D x (rows × size) returned transposed, as a contiguous
+    # (size × rows) array: what a 2-D transform needs between its two axes. An operator that can
+    # write its output feature-major directly (the compiled Walsh–Hadamard transform) saves the copy.
+    def apply_transposed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x).T.contiguous()
+
+    def adjoint_transposed(self, z: torch.Tensor) -> torch.Tensor:
+        return self.adjoint(z).T.contiguous()
 
     @property
     def T(self) -> "LinearOp":
@@ -204,6 +219,12 @@ class _Transposed(LinearOp):
 
     def adjoint_blocks(self, z):
         return self.op.apply_blocks(z)
+
+    def apply_transposed(self, x):
+        return self.op.adjoint_transposed(x)
+
+    def adjoint_transposed(self, z):
+        return self.op.apply_transposed(z)
 
     @property
     def T(self):
@@ -384,10 +405,12 @@ class CosineOp(SpectrumOp):
 class WalshHadamardOp(_Constants, CoefficientOp):
     """Orthonormal Walsh–Hadamard transform of a power-of-two length n (Sylvester order), self-adjoint.
 
-    Sylvester's construction makes H_n a Kronecker product, H_(ab) = H_a ⊗ H_b, so with n split
-    into equal factors f_1·f_2·… of at most ``FACTOR`` (= 64) the transform of a row reshaped to
-    (f_1, f_2, …) is one small dense matmul per axis: Σ f_i multiply-adds per entry (128 for
-    n = 4096) at matmul speed instead of log2(n) memory-bound butterfly passes.
+    On float32 CPU arrays the compiled butterflies of :mod:`spectral_peft.native.wht` run it
+    (log2(n) adds per entry, 8 tokens at a time in cache). Elsewhere: Sylvester's construction
+    makes H_n a Kronecker product, H_(ab) = H_a ⊗ H_b, so with n split into equal factors
+    f_1·f_2·… of at most ``FACTOR`` (= 64) the transform of a row reshaped to (f_1, f_2, …) is one
+    small dense matmul per axis: Σ f_i multiply-adds per entry (128 for n = 4096) at matmul speed
+    instead of log2(n) memory-bound butterfly passes of torch ops.
     """
 
     FACTOR = 64
@@ -411,6 +434,9 @@ class WalshHadamardOp(_Constants, CoefficientOp):
             x = x.float()
         if not self.factors:
             return x
+        fast = native_wht.hadamard(x, self.n**-0.5)
+        if fast is not None:
+            return fast
         lead = x.shape[:-1]
         *outer, last = self._consts(x.device, x.dtype)
         x = torch.matmul(x.reshape(*lead, self.n // self.factors[-1], self.factors[-1]), last)  # H_f = H_fᵀ
@@ -421,11 +447,19 @@ class WalshHadamardOp(_Constants, CoefficientOp):
 
     adjoint = apply
 
+    def apply_transposed(self, x):
+        fast = native_wht.hadamard(x, self.n**-0.5, transposed=True) if self.factors else None
+        return fast if fast is not None else super().apply_transposed(x)
+
+    adjoint_transposed = apply_transposed
+
     def slot(self, k):
         k = torch.as_tensor(k, dtype=torch.long)
         return k, torch.ones(k.shape, dtype=torch.float64)
 
     def cost(self, rows):
+        if native_library.available():  # float32 CPU arrays take the kernel: the case that is timed
+            return rows * self.n * (NATIVE_WHT_NS + NATIVE_WHT_STAGE_NS * math.log2(self.n)) + OP_OVERHEAD
         return rows * self.n * (MATMUL_EQUIV_NS * sum(self.factors) + PASS_NS * 2 * len(self.factors)) + len(self.factors) * OP_OVERHEAD
 
 
