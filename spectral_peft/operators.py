@@ -60,6 +60,7 @@ import torch
 
 from .native import dwt as native_dwt
 from .native import library as native_library
+from .native import reorder as native_reorder
 from .native import wht as native_wht
 
 # Rough per-element costs (seconds, one x86 core; measured with torch 2.13's MKL FFT), used only
@@ -325,7 +326,7 @@ class SpectrumOp(_Constants, CoefficientOp):
             x = x.float()
         fwd, _, perm, _ = self._consts(x.device, x.dtype)
         if perm is not None:
-            x = x.index_select(-1, perm)
+            x = self._permute(x, perm)
         spectrum = torch.fft.rfft(x, dim=-1, norm=self.norm)
         if fwd is not None:
             spectrum = spectrum * fwd if spectrum.requires_grad else spectrum.mul_(fwd)
@@ -337,7 +338,15 @@ class SpectrumOp(_Constants, CoefficientOp):
         _, back, _, unperm = self._consts(z.device, z.dtype)
         spectrum = torch.view_as_complex(z.unflatten(-1, (-1, 2)).contiguous()) * back
         out = torch.fft.irfft(spectrum, n=self.n, dim=-1, norm=_DUAL_NORM[self.norm])
-        return out if unperm is None else out.index_select(-1, unperm)
+        return out if unperm is None else self._unpermute(out, unperm)
+
+    def _permute(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+        """x[..., perm] (``perm`` on x's device)."""
+        return x.index_select(-1, perm)
+
+    def _unpermute(self, x: torch.Tensor, unperm: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`_permute`: x[..., unperm]."""
+        return x.index_select(-1, unperm)
 
     def cost(self, rows):
         return fft_cost(rows, self.n, passes=1.0 + (self.perm is not None))
@@ -395,6 +404,15 @@ class CosineOp(SpectrumOp):
         scale = torch.full_like(k, math.sqrt(2.0 / n))
         scale[0] = math.sqrt(1.0 / n)
         super().__init__(n, "backward", factor=torch.polar(scale, -math.pi * k / (2 * n)), perm=reorder)
+
+    # the reordering in registers on float32 CPU arrays (spectral_peft.native.reorder), else a gather
+    def _permute(self, x, perm):
+        fast = native_reorder.even_odd(x)
+        return fast if fast is not None else super()._permute(x, perm)
+
+    def _unpermute(self, x, unperm):
+        fast = native_reorder.even_odd_inverse(x)
+        return fast if fast is not None else super()._unpermute(x, unperm)
 
     def slot(self, k):
         k = torch.as_tensor(k, dtype=torch.long)
