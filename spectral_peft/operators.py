@@ -59,7 +59,6 @@ import math
 import torch
 
 from .native import dwt as native_dwt
-from .native import library as native_library
 from .native import reorder as native_reorder
 from .native import wht as native_wht
 
@@ -111,8 +110,10 @@ class LinearOp:
     def adjoint(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def cost(self, rows: int) -> float:
-        """Estimated seconds for one :meth:`apply` (or :meth:`adjoint`) on ``rows`` rows."""
+    def cost(self, rows: int, native: bool = False) -> float:
+        """Estimated seconds for one :meth:`apply` (or :meth:`adjoint`) on ``rows`` rows; ``native``:
+        whether the arrays are of the kind the compiled kernels take (float32 on the CPU, library
+        available), for the operators that have one."""
         return fft_cost(rows, max(self.size_in, self.size_out))
 
     def prepare(self, device, dtype) -> None:
@@ -121,10 +122,7 @@ class LinearOp:
     # Optional block structure: an operator whose output is naturally computed in pieces (the
     # levels of a wavelet cascade) may return them from apply_blocks / adjoint_blocks without
     # concatenating, consecutive along the last dimension; the sampled product of the core then
-    # reads each piece. ``out_blocks``/``in_blocks``: the widths of those pieces when there can be
-    # several, or None. A call may still return one whole piece (the compiled cascade does).
-    out_blocks: list[int] | None = None
-    in_blocks: list[int] | None = None
+    # reads each piece (their widths are the pieces' own). A call may return one whole piece.
 
     def apply_blocks(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.apply(x)]
@@ -201,19 +199,11 @@ class _Transposed(LinearOp):
     def adjoint(self, z):
         return self.op.apply(z)
 
-    def cost(self, rows):
-        return self.op.cost(rows)
+    def cost(self, rows, native=False):
+        return self.op.cost(rows, native)
 
     def prepare(self, device, dtype):
         self.op.prepare(device, dtype)
-
-    @property
-    def out_blocks(self):
-        return self.op.in_blocks
-
-    @property
-    def in_blocks(self):
-        return self.op.out_blocks
 
     def apply_blocks(self, x):
         return self.op.adjoint_blocks(x)
@@ -251,7 +241,7 @@ class IdentityOp(CoefficientOp):
         k = torch.as_tensor(k, dtype=torch.long)
         return k, torch.ones(k.shape, dtype=torch.float64)
 
-    def cost(self, rows):
+    def cost(self, rows, native=False):
         return 0.0
 
 
@@ -348,7 +338,7 @@ class SpectrumOp(_Constants, CoefficientOp):
         """The inverse of :meth:`_permute`: x[..., unperm]."""
         return x.index_select(-1, unperm)
 
-    def cost(self, rows):
+    def cost(self, rows, native=False):
         return fft_cost(rows, self.n, passes=1.0 + (self.perm is not None))
 
 
@@ -475,8 +465,8 @@ class WalshHadamardOp(_Constants, CoefficientOp):
         k = torch.as_tensor(k, dtype=torch.long)
         return k, torch.ones(k.shape, dtype=torch.float64)
 
-    def cost(self, rows):
-        if native_library.available():  # float32 CPU arrays take the kernel: the case that is timed
+    def cost(self, rows, native=False):
+        if native:
             return rows * self.n * (NATIVE_WHT_NS + NATIVE_WHT_STAGE_NS * math.log2(self.n)) + OP_OVERHEAD
         return rows * self.n * (MATMUL_EQUIV_NS * sum(self.factors) + PASS_NS * 2 * len(self.factors)) + len(self.factors) * OP_OVERHEAD
 
@@ -657,7 +647,7 @@ class DwtLevel(_Constants, CoefficientOp):
         windows = c.index_select(-2, index).unflatten(-2, (self.blocks, self.synthesis_window))  # (..., nb, W', N)
         return torch.matmul(matrix, windows).flatten(-3, -2)
 
-    def cost(self, rows):
+    def cost(self, rows, native=False):
         return rows * self.length * (PASS_NS * 3.0 + MATMUL_EQUIV_NS * self.window) + 2 * OP_OVERHEAD
 
 
@@ -709,10 +699,6 @@ class WaveletCascadeOp(_Constants, LinearOp):
             out[mask] = self.offsets[j] + lvl.slot(index[mask])[0]
         return out
 
-    @property
-    def out_blocks(self):
-        return [lvl.length for lvl in self.levels]
-
     def _kernel(self, direction, src):
         lo, hi = self.levels[0].kernel_filters
         if direction == "analysis":
@@ -752,8 +738,8 @@ class WaveletCascadeOp(_Constants, LinearOp):
             parent.low_view(acc).add_(signal.unflatten(-1, (parent.blocks, parent.block)))
         return acc
 
-    def cost(self, rows):
-        if native_library.available():  # float32 CPU arrays take the kernel: the case that is timed
+    def cost(self, rows, native=False):
+        if native:
             return rows * self.n * (NATIVE_DWT_NS + NATIVE_DWT_TAP_NS * self.levels[0].taps) + OP_OVERHEAD
         return sum(2 * lvl.cost(rows) for lvl in self.levels)
 
@@ -809,11 +795,11 @@ class BlockDiagonalOp(_Constants, LinearOp):
             return self._dense(z, self.op.size_out, transpose=True)
         return self.op.adjoint(z.unflatten(-1, (self.count, self.op.size_out))).flatten(-2)
 
-    def cost(self, rows):
+    def cost(self, rows, native=False):
         if self.dense:
             macs = rows * self.size_in * self.group * self.op.size_out
             return macs * MATMUL_EQUIV_NS + 2 * rows * self.size_out * PASS_NS + OP_OVERHEAD
-        return self.op.cost(rows * self.count)
+        return self.op.cost(rows * self.count, native)
 
     def prepare(self, device, dtype):
         self.op.prepare(device, dtype)
@@ -844,7 +830,7 @@ class SpreadOp(_Constants, LinearOp):
         (a,) = self._consts(z.device, z.dtype)
         return z.unflatten(-1, (self.count, a.numel())) @ a
 
-    def cost(self, rows):
+    def cost(self, rows, native=False):
         return 2 * rows * self.size_out * PASS_NS + OP_OVERHEAD
 
 
@@ -863,8 +849,8 @@ class ComposedOp(LinearOp):
     def adjoint(self, z):
         return self.inner.adjoint(self.outer.adjoint(z))
 
-    def cost(self, rows):
-        return self.outer.cost(rows) + self.inner.cost(rows)
+    def cost(self, rows, native=False):
+        return self.outer.cost(rows, native) + self.inner.cost(rows, native)
 
     def prepare(self, device, dtype):
         self.outer.prepare(device, dtype)
@@ -874,8 +860,8 @@ class ComposedOp(LinearOp):
 class StackedOp(LinearOp):
     """Several operators on the same input, their outputs side by side: x ↦ [A_1 x | A_2 x | …].
 
-    The pieces are the output blocks (``out_blocks``), so a sampled product gathers from each
-    without concatenating; the adjoint sums A_kᵀ z_k.
+    ``apply_blocks`` returns the pieces A_k x, so a sampled product gathers from each without
+    concatenating; the adjoint sums A_kᵀ z_k.
     """
 
     def __init__(self, ops: list[LinearOp]):
@@ -884,10 +870,6 @@ class StackedOp(LinearOp):
         self.ops = list(ops)
         self.size_in = ops[0].size_in
         self.size_out = sum(op.size_out for op in ops)
-
-    @property
-    def out_blocks(self):
-        return [op.size_out for op in self.ops] if len(self.ops) > 1 else None
 
     def apply_blocks(self, x):
         return [op.apply(x) for op in self.ops]
@@ -904,8 +886,8 @@ class StackedOp(LinearOp):
             start += op.size_out
         return total
 
-    def cost(self, rows):
-        return sum(op.cost(rows) for op in self.ops)
+    def cost(self, rows, native=False):
+        return sum(op.cost(rows, native) for op in self.ops)
 
     def prepare(self, device, dtype):
         for op in self.ops:

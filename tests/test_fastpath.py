@@ -314,6 +314,19 @@ def test_auto_route_depends_on_tokens():
     assert big in ("merged", "dense")  # many tokens: one matmul with W0 + ΔW
 
 
+@pytest.mark.parametrize("name", ["wavelet", "wht"])
+def test_the_cost_model_prices_the_operators_route_of_the_plans_dtype(name, monkeypatch):
+    """A float32 CPU plan is priced with the compiled kernels, a float64 plan with torch's route."""
+    from spectral_peft.fastpath.plan import route_costs
+    from spectral_peft.native import library
+
+    monkeypatch.setattr(library, "available", lambda: True)  # what is priced, not what is built
+    plans = {dt: _make(get_basis(name), (256, 256), 100, seed=0, dtype=dt).plan() for dt in (torch.float32, torch.float64)}
+    assert plans[torch.float32].right.cost(512, native=True) != plans[torch.float32].right.cost(512, native=False)
+    costs = {dt: route_costs(512, 256, 256, True, plan) for dt, plan in plans.items()}
+    assert costs[torch.float32]["sparse"] != costs[torch.float64]["sparse"]
+
+
 def test_unknown_and_impossible_routes():
     adapter = _make(get_basis("dct"), (6, 8), 5, seed=0)
     x = randn(2, 8, seed=1)

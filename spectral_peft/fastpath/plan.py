@@ -109,7 +109,8 @@ def delta_cost(rows: int, cols: int, plan: AdapterPlan | None) -> float:
     if plan is None:  # a generic FFT-like 2-D transform, through basis.inverse
         transform = 7.5 * size * (FFT_NS * (1.0 + math.log2(max(size, 2)) / 16.0) + 2 * PASS_NS)
     else:  # the 1-D operators along both axes, plus a dense core and transposes
-        transform = 2.0 * (plan.right.cost(rows) + plan.left.cost(cols))
+        fast = native.handles(plan.device, plan.dtype)
+        transform = 2.0 * (plan.right.cost(rows, fast) + plan.left.cost(cols, fast))
     return transform + 2 * size * PASS_NS + 12 * OP_OVERHEAD
 
 
@@ -128,9 +129,10 @@ def route_costs(tokens: int, rows: int, cols: int, grad_input: bool, plan: Adapt
     costs = {"dense": 2 * dense_delta + recompute + t * rows * cols * MATMUL_NS + 10 * OP_OVERHEAD}
     if plan is None:
         return costs
-    right, left = plan.right.cost(t), plan.left.cost(t)
+    fast = native.handles(plan.device, plan.dtype)
+    right, left = plan.right.cost(t, fast), plan.left.cost(t, fast)
     chunks = 1 + t * plan.entries // (1 << 18)
-    if native.handles(plan.device, plan.dtype):
+    if fast:
         sampled = t * (plan.entries * NATIVE_SAMPLED_NS + (plan.core_rows + plan.core_cols) * NATIVE_TRANSPOSE_NS)
         sampled += 2 * chunks * OP_OVERHEAD  # the ctypes call and its index conversions
     else:

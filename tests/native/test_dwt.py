@@ -134,3 +134,13 @@ def test_positions_that_would_reach_outside_are_refused():
         dwt.analysis(x, lo, hi, good.long(), 2, 12)
     with pytest.raises(ValueError, match="divisible by 2\\*\\*4"):
         dwt.analysis(x, lo, hi, torch.arange(15, dtype=torch.int32), 4, 15)
+
+
+def test_positions_changed_in_place_after_a_valid_call_are_checked_again():
+    lo, hi = _filters("haar")
+    x = torch.randn(3, 8)
+    positions = torch.arange(8, dtype=torch.int32)
+    assert dwt.analysis(x, lo, hi, positions, 1, 8) is not None  # found valid (and remembered)
+    positions[0] = 8
+    with pytest.raises(ValueError, match=r"lie in 0..7"):
+        dwt.analysis(x, lo, hi, positions, 1, 8)
