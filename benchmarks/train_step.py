@@ -369,8 +369,8 @@ def time_workload(
 def paired_ratio(samples: list[float], reference: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """(geometric mean, low, high) of the per-round ratios samples[i] / reference[i].
 
-    The interval is Student's t on the log-ratios, exponentiated; with all ratios equal (or one
-    round) it collapses to the ratio itself.
+    The interval is Student's t on the log-ratios, exponentiated; with all ratios equal it
+    collapses to the ratio itself; one round gives no interval (low = high = nan).
     """
     from scipy import stats
 
@@ -378,14 +378,18 @@ def paired_ratio(samples: list[float], reference: list[float], confidence: float
         raise ValueError(f"paired_ratio needs as many rounds for both, got {len(samples)} and {len(reference)}")
     logs = [math.log(a / b) for a, b in zip(samples, reference)]
     centre = math.exp(statistics.fmean(logs))
-    if len(logs) < 2 or max(logs) == min(logs):
+    if len(logs) < 2:
+        return centre, math.nan, math.nan
+    if max(logs) == min(logs):
         return centre, centre, centre
     interval = stats.ttest_1samp(logs, 0.0).confidence_interval(confidence)
     return centre, math.exp(interval.low), math.exp(interval.high)
 
 
 def verdict(low: float, high: float) -> str:
-    """faster / slower when the whole interval lies below / above 1, else tie."""
+    """faster / slower when the whole interval lies below / above 1, else tie; n/a without an interval."""
+    if math.isnan(low) or math.isnan(high):
+        return "n/a"
     return "faster" if high < 1.0 else "slower" if low > 1.0 else "tie"
 
 
@@ -516,6 +520,8 @@ def report(workload: Workload, dtype_name: str, timing: dict, memory: dict) -> l
 
 
 def _interval(row: dict) -> str:
+    if math.isnan(row["paired_lora_low"]):
+        return f"{row['paired_lora']:.2f} (1 round)"
     return f"{row['paired_lora']:.2f} [{row['paired_lora_low']:.2f}, {row['paired_lora_high']:.2f}]"
 
 

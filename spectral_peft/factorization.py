@@ -95,16 +95,22 @@ class Factorization:
     def dense_from_values(self, values: torch.Tensor) -> torch.Tensor:
         """left · K · right as a dense M × N matrix, K[q_e, p_e] += ``values``_e (one value per entry).
 
-        Kᵀ is scattered densely (P × Q), ``left.apply_transposed`` runs along its rows and returns
-        (Lmat·K) (M × P, one transpose, written directly by operators that can), and
+        Kᵀ is scattered densely (P × Q), ``left.apply`` runs along its rows ((Lmat·K)ᵀ, P × M), one
+        transpose (skipped by an operator that writes Lmat·K directly, ``apply_transposed``), and
         ``right.adjoint`` along the rows of Lmat·K (M × N); every intermediate is freed as soon as
         it is used (this runs in backward, at peak memory).
         """
         e = self.entries
         core_t = values.new_zeros(self.right.size_out, self.left.size_in)
         core_t.index_put_((e.p.to(values.device), e.q.to(values.device)), values, accumulate=True)
-        rows = self.left.apply_transposed(core_t)  # Lmat · K, (M, P)
-        del core_t
+        rows = self.left.apply_transposed(core_t)  # Lmat · K, (M, P), where left writes it directly
+        if rows is None:
+            left_done = self.left.apply(core_t)  # (Lmat · K)ᵀ, (P, M)
+            del core_t
+            rows = left_done.T.contiguous()
+            del left_done
+        else:
+            del core_t
         return self.right.adjoint(rows)
 
 

@@ -130,14 +130,15 @@ class LinearOp:
     def adjoint_blocks(self, z: torch.Tensor) -> list[torch.Tensor]:
         return [self.adjoint(z)]
 
-    # The result of apply / adjoint on a 2-D x (rows × size) returned transposed, as a contiguous
-    # (size × rows) array: what a 2-D transform needs between its two axes. An operator that can
-    # write its output feature-major directly (the compiled Walsh–Hadamard transform) saves the copy.
-    def apply_transposed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.apply(x).T.contiguous()
+    # Optional: the result of apply / adjoint on a 2-D x (rows × size) written transposed, as a
+    # contiguous (size × rows) array, what a 2-D transform needs between its two axes; None where
+    # the operator cannot write it directly (the caller then transposes). The compiled
+    # Walsh–Hadamard transform can, and saves the copy.
+    def apply_transposed(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None
 
-    def adjoint_transposed(self, z: torch.Tensor) -> torch.Tensor:
-        return self.adjoint(z).T.contiguous()
+    def adjoint_transposed(self, z: torch.Tensor) -> torch.Tensor | None:
+        return None
 
     @property
     def T(self) -> "LinearOp":
@@ -456,8 +457,7 @@ class WalshHadamardOp(_Constants, CoefficientOp):
     adjoint = apply
 
     def apply_transposed(self, x):
-        fast = native_wht.hadamard(x, self.n**-0.5, transposed=True) if self.factors else None
-        return fast if fast is not None else super().apply_transposed(x)
+        return native_wht.hadamard(x, self.n**-0.5, transposed=True)
 
     adjoint_transposed = apply_transposed
 

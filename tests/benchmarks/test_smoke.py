@@ -106,6 +106,8 @@ def test_paired_ratio_is_the_t_interval_of_the_log_ratios():
     assert bench.verdict(low, high) == "tie"
     # every round 10% faster: no spread, the interval is the ratio
     assert bench.paired_ratio([90.0, 108.0, 81.0], [100.0, 120.0, 90.0]) == pytest.approx((0.9, 0.9, 0.9))
+    centre, low, high = bench.paired_ratio([90.0], [100.0])  # one round: a ratio, no interval, no verdict
+    assert centre == pytest.approx(0.9) and math.isnan(low) and math.isnan(high) and bench.verdict(low, high) == "n/a"
     assert bench.verdict(0.85, 0.95) == "faster" and bench.verdict(1.01, 1.2) == "slower"
     with pytest.raises(ValueError, match="as many rounds"):
         bench.paired_ratio([1.0, 2.0], [1.0])

@@ -74,6 +74,7 @@ def test_the_operator_in_float32_equals_its_float64_kronecker_route(bits, tokens
     torch.testing.assert_close(op.apply_transposed(x).double(), expected.T, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(op.T.adjoint_transposed(x).double(), expected.T, rtol=1e-5, atol=1e-5)
     assert op.apply_transposed(x).is_contiguous()
+    assert op.apply_transposed(x.double()) is None  # no kernel for float64: the caller transposes
 
 
 @given(rows_bits=st.integers(0, 6), cols_bits=st.integers(0, 6), count=st.integers(0, 30), seed=seeds)
