@@ -1,8 +1,26 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from spectral_peft.native import library
+
+#: inputs every kernel leaves to torch (library.usable says no)
+LEFT_TO_TORCH = ["float64", "bfloat16", "needs grad", "switched off"]
+
+
+def left_to_torch_input(case: str, x: torch.Tensor, monkeypatch) -> torch.Tensor:
+    """x made into the ``case`` of :data:`LEFT_TO_TORCH` (for "switched off", the kernels are)."""
+    if case == "float64":
+        return x.double()
+    if case == "bfloat16":
+        return x.bfloat16()
+    if case == "needs grad":
+        return x.requires_grad_()
+    if case == "switched off":
+        monkeypatch.setenv("SPECTRAL_PEFT_NATIVE", "0")
+        return x
+    raise ValueError(f"unknown case {case!r}")
 
 
 @pytest.fixture

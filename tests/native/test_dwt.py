@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from spectral_peft import operators
 from spectral_peft.native import dwt, library
 from tests.conftest import seeds
+from tests.native.conftest import LEFT_TO_TORCH, left_to_torch_input
 
 pytestmark = pytest.mark.skipif(library._compiler() is None, reason="needs a C compiler: these tests check the compiled kernel")
 
@@ -82,19 +83,11 @@ def test_leading_dimensions_are_batched():
     torch.testing.assert_close(got, dwt.analysis(x.reshape(6, 16), lo, hi, op.kernel_positions, 2, op.size_out).reshape(2, 3, -1))
 
 
-@pytest.mark.parametrize("case", ["float64", "bfloat16", "needs grad", "switched off"])
+@pytest.mark.parametrize("case", LEFT_TO_TORCH)
 def test_left_to_torch(case, monkeypatch):
     lo, hi = _filters("haar")
     op = operators.wavelet_cascade("haar", 8, 1)
-    x = torch.randn(4, 8)
-    if case == "float64":
-        x = x.double()
-    elif case == "bfloat16":
-        x = x.bfloat16()
-    elif case == "needs grad":
-        x.requires_grad_()
-    else:
-        monkeypatch.setenv("SPECTRAL_PEFT_NATIVE", "0")
+    x = left_to_torch_input(case, torch.randn(4, 8), monkeypatch)
     assert dwt.analysis(x, lo, hi, op.kernel_positions, 1, 8) is None
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from spectral_peft import operators
 from spectral_peft.native import library, reorder
 from tests.conftest import seeds
+from tests.native.conftest import LEFT_TO_TORCH, left_to_torch_input
 
 pytestmark = pytest.mark.skipif(library._compiler() is None, reason="needs a C compiler: these tests check the compiled kernel")
 
@@ -39,17 +40,9 @@ def test_leading_dimensions_are_batched():
     assert torch.equal(reorder.even_odd(x), x[..., _makhoul_order(20)])
 
 
-@pytest.mark.parametrize("case", ["float64", "bfloat16", "needs grad", "switched off"])
+@pytest.mark.parametrize("case", LEFT_TO_TORCH)
 def test_left_to_torch(case, monkeypatch):
-    x = torch.randn(4, 8)
-    if case == "float64":
-        x = x.double()
-    elif case == "bfloat16":
-        x = x.bfloat16()
-    elif case == "needs grad":
-        x.requires_grad_()
-    else:
-        monkeypatch.setenv("SPECTRAL_PEFT_NATIVE", "0")
+    x = left_to_torch_input(case, torch.randn(4, 8), monkeypatch)
     assert reorder.even_odd(x) is None and reorder.even_odd_inverse(x) is None
 
 

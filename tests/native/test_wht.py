@@ -18,6 +18,7 @@ from spectral_peft import operators
 from spectral_peft.factorization import Entries, Factorization
 from spectral_peft.native import library, wht
 from tests.conftest import seeds
+from tests.native.conftest import LEFT_TO_TORCH, left_to_torch_input
 
 pytestmark = pytest.mark.skipif(library._compiler() is None, reason="needs a C compiler: these tests check the compiled kernel")
 
@@ -46,22 +47,15 @@ def test_leading_dimensions_are_batched():
     torch.testing.assert_close(wht.hadamard(x, 0.5), wht.hadamard(x.reshape(6, 32), 0.5).reshape(2, 3, 32))
 
 
-@pytest.mark.parametrize("case", ["float64", "bfloat16", "needs grad", "switched off", "not a power of two", "3-D transposed"])
+@pytest.mark.parametrize("case", [*LEFT_TO_TORCH, "not a power of two", "3-D transposed"])
 def test_left_to_torch(case, monkeypatch):
-    x = torch.randn(4, 8)
-    transposed = False
-    if case == "float64":
-        x = x.double()
-    elif case == "bfloat16":
-        x = x.bfloat16()
-    elif case == "needs grad":
-        x.requires_grad_()
-    elif case == "switched off":
-        monkeypatch.setenv("SPECTRAL_PEFT_NATIVE", "0")
-    elif case == "not a power of two":
+    x, transposed = torch.randn(4, 8), False
+    if case == "not a power of two":
         x = torch.randn(4, 12)
-    else:
+    elif case == "3-D transposed":
         x, transposed = torch.randn(2, 4, 8), True
+    else:
+        x = left_to_torch_input(case, x, monkeypatch)
     assert wht.hadamard(x, 1.0, transposed=transposed) is None
 
 
