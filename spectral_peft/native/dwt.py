@@ -53,8 +53,7 @@ def _check(positions: torch.Tensor, n: int, levels: int, width: int) -> None:
 def _call(name: str, src: torch.Tensor, n: int, levels: int, lo, hi, positions, width: int, out_width: int):
     if src.dim() < 1 or lo.numel() > MAX_TAPS or not library.usable(src, lo, hi):
         return None
-    rows = src.reshape(-1, src.shape[-1])
-    rows = rows if rows.stride(-1) == 1 else rows.contiguous()
+    rows = library.rows(src)
     _check(positions, n, levels, width)
     out = torch.empty(rows.shape[0], out_width, dtype=torch.float32)
     status = library.function(name, _ARGS)(

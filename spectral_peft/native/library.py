@@ -126,6 +126,13 @@ def usable(*tensors: torch.Tensor) -> bool:
     return all(t.device == first.device and t.dtype == first.dtype for t in tensors)
 
 
+def rows(x: torch.Tensor) -> torch.Tensor:
+    """x as a 2-D array of its last-dimension rows (leading dimensions flattened) whose rows are
+    contiguous, as the kernels read them (a row stride wider than the row is fine); no copy unless needed."""
+    flat = x.reshape(-1, x.shape[-1])
+    return flat if flat.stride(-1) == 1 else flat.contiguous()
+
+
 def function(name: str, argtypes: list) -> "ctypes._CFuncPtr":
     """The library's int-returning C function ``name`` with its argument types set (library loaded)."""
     fn = getattr(_library, name)

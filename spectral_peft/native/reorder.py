@@ -21,8 +21,7 @@ def _call(name: str, x: torch.Tensor) -> torch.Tensor | None:
     if x.dim() < 1 or not library.usable(x):
         return None
     n = x.shape[-1]
-    rows = x.reshape(-1, n)
-    rows = rows if rows.stride(-1) == 1 else rows.contiguous()
+    rows = library.rows(x)
     out = torch.empty(rows.shape, dtype=torch.float32)
     library.function(name, _ARGS)(rows.data_ptr(), rows.stride(0), rows.shape[0], n, out.data_ptr(), out.stride(0))
     return out.reshape(x.shape)

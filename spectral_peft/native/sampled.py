@@ -44,8 +44,7 @@ def sampled_product(
     """
     if not supports(a, b):
         return None
-    a = a if a.stride(1) == 1 else a.contiguous()
-    b = b if b.stride(1) == 1 else b.contiguous()
+    a, b = library.rows(a), library.rows(b)
     if ia.shape != ib.shape or ia.dim() != 1:
         raise ValueError(f"ia and ib must be 1-D and of one length, got shapes {tuple(ia.shape)} and {tuple(ib.shape)}")
     for name, index, width in (("ia", ia, a.shape[1]), ("ib", ib, b.shape[1])):

@@ -25,8 +25,7 @@ def hadamard(x: torch.Tensor, scale: float, transposed: bool = False) -> torch.T
     n = x.shape[-1] if x.dim() else 0
     if n < 1 or n & (n - 1) or not library.usable(x) or (transposed and x.dim() != 2):
         return None
-    rows = x.reshape(-1, n)
-    rows = rows if rows.stride(-1) == 1 else rows.contiguous()
+    rows = library.rows(x)
     tokens = rows.shape[0]
     out = torch.empty((n, tokens) if transposed else (tokens, n), dtype=torch.float32)
     status = library.function("wht_f32", _ARGS)(
