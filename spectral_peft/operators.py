@@ -79,6 +79,10 @@ NATIVE_DWT_TAP_NS = 0.08e-9
 NATIVE_WHT_NS = 0.3e-9
 NATIVE_WHT_STAGE_NS = 0.03e-9
 
+# Gathered windows of a column synthesis (DwtLevel.synthesize along dim -2) are built a few
+# output blocks at a time, about this many floats (2 MiB in float32) each.
+WINDOW_CHUNK_ELEMENTS = 1 << 19
+
 _DUAL_NORM = {"backward": "forward", "ortho": "ortho", "forward": "backward"}
 
 
@@ -644,6 +648,21 @@ class DwtLevel(_Constants, CoefficientOp):
             return torch.matmul(windows, matrix.T).flatten(-2)
         if dim not in (-2, c.dim() - 2):
             return _along(self.synthesize, c, dim)
+        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and c.requires_grad):
+            return self._synthesize_columns(c, index, matrix)
+        # Without a graph to record, a few output blocks at a time into one output: the gathered
+        # windows (W'/2 times the input) then never exist at full size (this builds ΔW, at peak memory).
+        out = c.new_empty(c.shape)
+        blocks = out.unflatten(-2, (self.blocks, matrix.shape[0]))  # (..., nb, R, N), contiguous per block
+        window = self.synthesis_window
+        step = max(1, WINDOW_CHUNK_ELEMENTS // (window * c.shape[-1]))
+        for start in range(0, self.blocks, step):
+            stop = min(start + step, self.blocks)
+            windows = c.index_select(-2, index[start * window : stop * window]).unflatten(-2, (stop - start, window))
+            torch.matmul(matrix, windows, out=blocks[..., start:stop, :, :])
+        return out
+
+    def _synthesize_columns(self, c, index, matrix):
         windows = c.index_select(-2, index).unflatten(-2, (self.blocks, self.synthesis_window))  # (..., nb, W', N)
         return torch.matmul(matrix, windows).flatten(-3, -2)
 

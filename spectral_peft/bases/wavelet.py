@@ -121,10 +121,10 @@ class WaveletBasis(SpectralBasis):
         for level in reversed(range(levels)):  # from the deepest block outwards
             r, c = rows >> level, cols >> level
             block = operators.dwt_level(self.wavelet, c).synthesize(out[..., :r, :c], dim=-1)
-            block = operators.dwt_level(self.wavelet, r).synthesize(block, dim=-2)
-            if level == 0:
-                return block
-            out[..., :r, :c] = block
+            if level == 0:  # the whole array: free the working copy before the last pass (ΔW's peak)
+                del out
+                return operators.dwt_level(self.wavelet, r).synthesize(block, dim=-2)
+            out[..., :r, :c] = operators.dwt_level(self.wavelet, r).synthesize(block, dim=-2)
         return out
 
     def factorization(self, rows, cols, positions):
