@@ -273,7 +273,8 @@ class SpectralAdapter(nn.Module):
 
     @torch.no_grad()
     def _delta_no_grad(self) -> torch.Tensor:
-        """ΔW without an autograd graph, by the fastest exact path (equal to :meth:`delta_weight`).
+        """ΔW without an autograd graph, by the fastest exact path (equal to :meth:`delta_weight`), as
+        a new tensor that the caller owns (the training routes add W0 into it in place).
 
         With a factorization, ΔW = α·Lmat·K·Rmat through its 1-D operators (or its own builder);
         otherwise ``basis.inverse`` of S with α applied to the n coefficients first (linearity).

@@ -314,6 +314,28 @@ def test_auto_route_depends_on_tokens():
     assert big in ("merged", "dense")  # many tokens: one matmul with W0 + ΔW
 
 
+@settings(max_examples=60, deadline=None)
+@given(tokens=st.integers(1, 6000), rows=st.integers(1, 700), cols=st.integers(1, 700), budget=st.sampled_from([64, 5000, 1 << 16]))
+def test_token_chunks_cover_the_tokens_in_equal_chunks_within_the_budget(tokens, rows, cols, budget):
+    import spectral_peft.fastpath.plan as plan_module
+
+    plan = plan_module.AdapterPlan(
+        separable(operators.cosine(rows), operators.cosine(cols), torch.tensor([0])), 1, "cpu", torch.float64
+    )
+    width = max(plan.core_rows, plan.core_cols, rows, cols)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plan_module, "TOKEN_CHUNK_ELEMENTS", budget)
+        chunks = list(plan.token_chunks(tokens))
+    assert chunks[0].start == 0 and chunks[-1].stop == tokens
+    assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:]))
+    sizes = [c.stop - c.start for c in chunks]
+    assert len(set(sizes[:-1])) <= 1 and 0 < sizes[-1] <= sizes[0]
+    assert sizes[0] <= max(32, -(-budget // width)), "a chunk over the budget (beyond the 32-token floor)"
+    if sizes[0] > 32:  # no more chunks than the budget needs, and no short tail
+        needed = -(-tokens * width // budget)
+        assert len(chunks) <= needed and sizes[0] - sizes[-1] < needed
+
+
 @pytest.mark.parametrize("name", ["wavelet", "wht"])
 def test_the_cost_model_prices_the_operators_route_of_the_plans_dtype(name, monkeypatch):
     """A float32 CPU plan is priced with the compiled kernels, a float64 plan with torch's route."""

@@ -68,6 +68,15 @@ def _linear_grads(ctx, g2, x2, weight_eff, weight_dtype, bias_dtype, weight_inde
     return gx, gw, gb
 
 
+def _plus_weight(delta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """W0 + ΔW for a ΔW that the caller owns (built just now, without a graph): added in place into
+    ΔW when it already has the sum's dtype and W0's layout (one weight-sized buffer fewer at the
+    step's peak; a transposed W0, transformers' Conv1D, keeps the sum in its layout and matmul)."""
+    if delta.dtype == torch.promote_types(delta.dtype, weight.dtype) and delta.stride() == weight.stride():
+        return delta.add_(weight)
+    return weight + delta
+
+
 def _bias_dtype(bias):
     return None if bias is None else bias.dtype
 
@@ -89,7 +98,7 @@ class DenseLinear(torch.autograd.Function):
         with _no_autocast(g):
             rows, cols = weight.shape
             g2, x2 = _flat(g, rows), _flat(x, cols)
-            weight_eff = weight + ctx.recompute_delta() if ctx.needs_input_grad[0] else None
+            weight_eff = _plus_weight(ctx.recompute_delta(), weight) if ctx.needs_input_grad[0] else None
             gx, gw, gb = _linear_grads(ctx, g2, x2, weight_eff, weight.dtype, ctx.bias_dtype)
             del weight_eff
             gdelta = None
@@ -107,7 +116,7 @@ class MergedLinear(torch.autograd.Function):
         ctx.plan, ctx.alpha, ctx.delta_fn, ctx.bias_dtype = plan, alpha, delta_fn, _bias_dtype(bias)
         ctx.save_for_backward(x, weight, coefficients)
         with _no_autocast(x):
-            return _base_output(x, weight + delta_fn(), bias, compute_dtype)
+            return _base_output(x, _plus_weight(delta_fn(), weight), bias, compute_dtype)
 
     @staticmethod
     @once_differentiable
@@ -117,10 +126,11 @@ class MergedLinear(torch.autograd.Function):
         with _no_autocast(g):
             rows, cols = weight.shape
             g2, x2 = _flat(g, rows), _flat(x, cols)
-            weight_eff = weight + ctx.delta_fn() if ctx.needs_input_grad[0] else None
+            # the coefficient gradient first: its token chunks then never coexist with gx
+            gc = plan.coefficient_grad(g2, x2, ctx.alpha) if ctx.needs_input_grad[3] else None
+            weight_eff = _plus_weight(ctx.delta_fn(), weight) if ctx.needs_input_grad[0] else None
             gx, gw, gb = _linear_grads(ctx, g2, x2, weight_eff, weight.dtype, ctx.bias_dtype)
             del weight_eff
-            gc = plan.coefficient_grad(g2, x2, ctx.alpha) if ctx.needs_input_grad[3] else None
         gx = None if gx is None else gx.reshape(x.shape).to(x.dtype)
         return gx, gw, gb, gc, None, None, None, None
 

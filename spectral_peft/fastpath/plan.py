@@ -79,9 +79,11 @@ class AdapterPlan:
 
     def token_chunks(self, tokens: int):
         """Slices of the token dimension: the routes transform, gather and scatter one chunk at a
-        time, so that x̂, ĝ and the gathered entries stay in cache and never exist at full size."""
+        time, so that x̂, ĝ and the gathered entries never exist at full size. As few chunks as keep
+        each within ``TOKEN_CHUNK_ELEMENTS`` floats, of equal size (no short tail), at least 32 tokens."""
         width = max(self.core_rows, self.core_cols, self.rows, self.cols)
-        step = max(32, min(tokens, TOKEN_CHUNK_ELEMENTS // width))
+        count = max(1, -(-tokens * width // TOKEN_CHUNK_ELEMENTS))
+        step = max(32, -(-tokens // count))
         for start in range(0, tokens, step):
             yield slice(start, min(start + step, tokens))
 
