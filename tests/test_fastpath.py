@@ -317,15 +317,11 @@ def test_auto_route_depends_on_tokens():
 @settings(max_examples=60, deadline=None)
 @given(tokens=st.integers(1, 6000), rows=st.integers(1, 700), cols=st.integers(1, 700), budget=st.sampled_from([64, 5000, 1 << 16]))
 def test_token_chunks_cover_the_tokens_in_equal_chunks_within_the_budget(tokens, rows, cols, budget):
-    import spectral_peft.fastpath.plan as plan_module
+    from spectral_peft.fastpath.plan import AdapterPlan
 
-    plan = plan_module.AdapterPlan(
-        separable(operators.cosine(rows), operators.cosine(cols), torch.tensor([0])), 1, "cpu", torch.float64
-    )
+    plan = AdapterPlan(separable(operators.cosine(rows), operators.cosine(cols), torch.tensor([0])), 1, "cpu", torch.float64)
     width = max(plan.core_rows, plan.core_cols, rows, cols)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plan_module, "TOKEN_CHUNK_ELEMENTS", budget)
-        chunks = list(plan.token_chunks(tokens))
+    chunks = list(plan.token_chunks(tokens, budget))
     assert chunks[0].start == 0 and chunks[-1].stop == tokens
     assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:]))
     sizes = [c.stop - c.start for c in chunks]
@@ -429,9 +425,9 @@ def test_user_basis_takes_the_sparse_route_under_auto():
 def test_routes_over_many_token_chunks(basis, route, monkeypatch):
     """The routes process tokens in chunks; force many small chunks and compare again."""
     import spectral_peft.fastpath.core as core
-    import spectral_peft.fastpath.plan as plan
 
-    monkeypatch.setattr(plan, "TOKEN_CHUNK_ELEMENTS", 64)
+    monkeypatch.setattr(core, "TOKEN_CHUNK_ELEMENTS", 64)
+    monkeypatch.setattr(core, "GRADIENT_CHUNK_ELEMENTS", 64)
     monkeypatch.setattr(core, "CHUNK_ELEMENTS", 64)
     shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10), (8, 16)] if _supports(basis, s))
     adapter = _make(basis, shape, 11, seed=21)

@@ -26,12 +26,14 @@ from ..native import sampled as native_sampled
 
 # Gathered chunks of about CHUNK_ELEMENTS floats (≈ 2 MiB in float32: L2 and a slice of L3).
 CHUNK_ELEMENTS = 1 << 19
-# Token chunks of the routes (transformed activations of at most TOKEN_CHUNK_ELEMENTS floats, 8 MiB
-# in float32), all of equal size: large enough that the per-chunk calls cost little (2,048 tokens of
-# a 1,024-wide layer: 2 chunks of 1,024, 4.3 ms for the coefficient gradient against 5.3 ms in 511-
-# token chunks plus a 4-token tail), small enough to bound the memory (one 16 MiB chunk took 5x as
-# long: fresh pages on every call).
-TOKEN_CHUNK_ELEMENTS = 1 << 21
+# Token chunks of the routes, all of equal size, of transformed activations of at most
+# TOKEN_CHUNK_ELEMENTS floats (2 MiB in float32) in the sparse route, whose chunks add to the step's
+# peak memory, and GRADIENT_CHUNK_ELEMENTS (8 MiB) in the merged route's coefficient gradient, which
+# runs while the backward holds little else. Larger chunks cost fewer calls (2,048 tokens of a
+# 1,024-wide layer: 2 chunks of 1,024, 4.3 ms for the coefficient gradient against 5.3 ms in
+# 511-token chunks plus a 4-token tail); one 16 MiB chunk took 5x as long (fresh pages on every call).
+TOKEN_CHUNK_ELEMENTS = 1 << 19
+GRADIENT_CHUNK_ELEMENTS = 1 << 21
 
 
 def _chunk_rows(tokens: int, width: int) -> int:

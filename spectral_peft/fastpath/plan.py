@@ -32,7 +32,8 @@ import dataclasses
 from ..factorization import Entries, Factorization
 from .. import native
 from ..operators import FFT_NS, OP_OVERHEAD, PASS_NS
-from .core import TOKEN_CHUNK_ELEMENTS, CoreProgram
+from . import core as _core
+from .core import CoreProgram
 
 ROUTES = ("auto", "reference", "dense", "merged", "sparse", "traced")
 
@@ -77,12 +78,14 @@ class AdapterPlan:
         """α · w_e · c[j_e] per entry."""
         return self.core.scale(coefficients, alpha)
 
-    def token_chunks(self, tokens: int):
+    def token_chunks(self, tokens: int, budget: int | None = None):
         """Slices of the token dimension: the routes transform, gather and scatter one chunk at a
         time, so that x̂, ĝ and the gathered entries never exist at full size. As few chunks as keep
-        each within ``TOKEN_CHUNK_ELEMENTS`` floats, of equal size (no short tail), at least 32 tokens."""
+        each within ``budget`` floats (default ``core.TOKEN_CHUNK_ELEMENTS``), of equal size (no short
+        tail), at least 32 tokens."""
         width = max(self.core_rows, self.core_cols, self.rows, self.cols)
-        count = max(1, -(-tokens * width // TOKEN_CHUNK_ELEMENTS))
+        budget = _core.TOKEN_CHUNK_ELEMENTS if budget is None else budget
+        count = max(1, -(-tokens * width // budget))
         step = max(32, -(-tokens // count))
         for start in range(0, tokens, step):
             yield slice(start, min(start + step, tokens))
@@ -90,7 +93,7 @@ class AdapterPlan:
     def coefficient_grad(self, g2: torch.Tensor, x2: torch.Tensor, alpha: float) -> torch.Tensor:
         """∂L/∂c from output gradients g2 (T × M) and inputs x2 (T × N), chunk by chunk, in the plan's dtype."""
         out = g2.new_zeros(self.n, dtype=self.dtype)
-        for chunk in self.token_chunks(g2.shape[0]):
+        for chunk in self.token_chunks(g2.shape[0], _core.GRADIENT_CHUNK_ELEMENTS):
             g, x = g2[chunk].to(self.dtype), x2[chunk].to(self.dtype)
             out.add_(self.core.grad_blocks(self.left.adjoint_blocks(g), self.right.apply_blocks(x), alpha))
         return out
