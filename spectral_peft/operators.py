@@ -333,6 +333,7 @@ class SpectrumOp(_Constants, CoefficientOp):
         _, back, _, unperm = self._consts(z.device, z.dtype)
         spectrum = torch.view_as_complex(z.unflatten(-1, (-1, 2)).contiguous()) * back
         out = torch.fft.irfft(spectrum, n=self.n, dim=-1, norm=_DUAL_NORM[self.norm])
+        del spectrum  # before the permutation's copy: this runs at the backward's peak
         return out if unperm is None else self._unpermute(out, unperm)
 
     def _permute(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
