@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+/* Token blocks per thread below which a kernel stays on one thread (a parallel region costs a few
+ * microseconds). Built without OpenMP, the kernels' `omp` pragmas are ignored: one thread. */
+#define MIN_BLOCKS_PER_THREAD 4
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SPECTRAL_PEFT_VECTOR 1

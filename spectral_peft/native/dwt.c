@@ -15,6 +15,7 @@
  *
  * Tokens (the rows) are walked in blocks of 8, copied feature-major into cache (blocks.h), so that
  * every filter tap is one 8-wide multiply-add across tokens and no index arithmetic is per token.
+ * The blocks are shared among `threads` OpenMP threads (each with its own buffers).
  * Returns 0, or -1 if a buffer could not be allocated (the caller then uses its torch route).
  */
 #include <stdint.h>
@@ -144,44 +145,51 @@ static int bad_arguments(int64_t n, int levels, int taps) {
 }
 
 int dwt_analysis_f32(const float *x, int64_t ldx, int64_t tokens, int64_t n, int levels, const float *lo,
-                     const float *hi, int taps, const int32_t *positions, int64_t width, float *out, int64_t ldo) {
+                     const float *hi, int taps, const int32_t *positions, int64_t width, float *out, int64_t ldo,
+                     int threads) {
     if (bad_arguments(n, levels, taps)) return -2;
-    float *in = alloc_block(n), *spare = alloc_block(n / 2), *block = alloc_block(width);
-    if (!in || !spare || !block) {
-        free(in), free(spare), free(block);
-        return -1;
-    }
-    memset(block, 0, sizeof(float) * DB * (size_t)width);  /* columns outside positions stay zero */
     vec vlo[MAX_TAPS], vhi[MAX_TAPS];
     for (int i = 0; i < taps; i++) vlo[i] = vset(lo[i]), vhi[i] = vset(hi[i]);
     const int shift = 1 - taps / 2;
-    for (int64_t t0 = 0; t0 < tokens; t0 += DB) {
-        const int64_t rows = tokens - t0 < DB ? tokens - t0 : DB;
-        load_block(x + t0 * ldx, ldx, rows, n, in, DB);
-        const int32_t *pos = positions;
-        float *sig = in, *other = spare;  /* level j reads sig (n >> j long) and writes a_j to other */
-        for (int j = 0; j < levels; j++) {
-            const int64_t L = n >> j;
-            float *next = j + 1 < levels ? other : NULL;
-            analysis_level(sig, L, vlo, vhi, taps, shift, pos, pos + L / 2, block, next);
-            pos += L;
-            other = sig, sig = next;
+    const int64_t blocks = (tokens + DB - 1) / DB;
+    int status = 0;
+#pragma omp parallel num_threads(threads) if (threads > 1 && blocks >= MIN_BLOCKS_PER_THREAD * threads)
+    {
+        float *in = alloc_block(n), *spare = alloc_block(n / 2), *block = alloc_block(width);
+        const int ok = in && spare && block;
+        if (ok)
+            memset(block, 0, sizeof(float) * DB * (size_t)width);  /* columns outside positions stay zero */
+        else {
+#pragma omp atomic write
+            status = -1;
         }
-        store_block(block, DB, rows, width, out + t0 * ldo, ldo);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            if (!ok) continue;
+            const int64_t t0 = b * DB, rows = tokens - t0 < DB ? tokens - t0 : DB;
+            load_block(x + t0 * ldx, ldx, rows, n, in, DB);
+            const int32_t *pos = positions;
+            float *sig = in, *other = spare;  /* level j reads sig (n >> j long) and writes a_j to other */
+            for (int j = 0; j < levels; j++) {
+                const int64_t L = n >> j;
+                float *next = j + 1 < levels ? other : NULL;
+                analysis_level(sig, L, vlo, vhi, taps, shift, pos, pos + L / 2, block, next);
+                pos += L;
+                other = sig, sig = next;
+            }
+            store_block(block, DB, rows, width, out + t0 * ldo, ldo);
+        }
+        free(in), free(spare), free(block);
     }
-    free(in), free(spare), free(block);
-    return 0;
+    return status;
 }
 
 int dwt_synthesis_f32(const float *z, int64_t ldz, int64_t tokens, int64_t n, int levels, const float *lo,
-                      const float *hi, int taps, const int32_t *positions, int64_t width, float *x, int64_t ldx) {
+                      const float *hi, int taps, const int32_t *positions, int64_t width, float *x, int64_t ldx,
+                      int threads) {
     if (bad_arguments(n, levels, taps)) return -2;
-    float *block = alloc_block(width), *a = alloc_block(n / 2), *d = alloc_block(n / 2), *sig = alloc_block(n);
     phase_t *ph = aligned_alloc(32, sizeof(phase_t) * 2);
-    if (!block || !a || !d || !sig || !ph) {
-        free(block), free(a), free(d), free(sig), free(ph);
-        return -1;
-    }
+    if (!ph) return -1;
     const int shift = 1 - taps / 2;
     for (int par = 0; par < 2; par++) {
         const int i0 = ((par - shift) % 2 + 2) % 2;
@@ -193,22 +201,36 @@ int dwt_synthesis_f32(const float *z, int64_t ldz, int64_t tokens, int64_t n, in
     int64_t offsets[MAX_LEVELS];
     offsets[0] = 0;
     for (int j = 1; j < levels; j++) offsets[j] = offsets[j - 1] + (n >> (j - 1));
-    for (int64_t t0 = 0; t0 < tokens; t0 += DB) {
-        const int64_t rows = tokens - t0 < DB ? tokens - t0 : DB;
-        load_block(z + t0 * ldz, ldz, rows, width, block, DB);
-        for (int j = levels - 1; j >= 0; j--) {
-            const int64_t half = (n >> j) / 2;
-            const int32_t *apos = positions + offsets[j], *dpos = apos + half;
-            for (int64_t k = 0; k < half; k++) {  /* a_j: its coefficients plus the deeper levels' synthesis */
-                vec v = vload(block + (int64_t)apos[k] * DB);
-                if (j + 1 < levels) v = vadd(v, vload(sig + k * DB));
-                vstore(a + k * DB, v);
-                vstore(d + k * DB, vload(block + (int64_t)dpos[k] * DB));
-            }
-            synthesis_level(a, d, n >> j, ph, sig);
+    const int64_t blocks = (tokens + DB - 1) / DB;
+    int status = 0;
+#pragma omp parallel num_threads(threads) if (threads > 1 && blocks >= MIN_BLOCKS_PER_THREAD * threads)
+    {
+        float *block = alloc_block(width), *a = alloc_block(n / 2), *d = alloc_block(n / 2), *sig = alloc_block(n);
+        const int ok = block && a && d && sig;
+        if (!ok) {
+#pragma omp atomic write
+            status = -1;
         }
-        store_block(sig, DB, rows, n, x + t0 * ldx, ldx);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            if (!ok) continue;
+            const int64_t t0 = b * DB, rows = tokens - t0 < DB ? tokens - t0 : DB;
+            load_block(z + t0 * ldz, ldz, rows, width, block, DB);
+            for (int j = levels - 1; j >= 0; j--) {
+                const int64_t half = (n >> j) / 2;
+                const int32_t *apos = positions + offsets[j], *dpos = apos + half;
+                for (int64_t k = 0; k < half; k++) {  /* a_j: its coefficients plus the deeper levels' synthesis */
+                    vec v = vload(block + (int64_t)apos[k] * DB);
+                    if (j + 1 < levels) v = vadd(v, vload(sig + k * DB));
+                    vstore(a + k * DB, v);
+                    vstore(d + k * DB, vload(block + (int64_t)dpos[k] * DB));
+                }
+                synthesis_level(a, d, n >> j, ph, sig);
+            }
+            store_block(sig, DB, rows, n, x + t0 * ldx, ldx);
+        }
+        free(block), free(a), free(d), free(sig);
     }
-    free(block), free(a), free(d), free(sig), free(ph);
-    return 0;
+    free(ph);
+    return status;
 }

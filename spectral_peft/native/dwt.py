@@ -23,7 +23,7 @@ import torch
 from . import library
 
 _ARGS = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p,
-         ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+         ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
 MAX_TAPS = 128  # as dwt.c
 
 
@@ -58,7 +58,7 @@ def _call(name: str, src: torch.Tensor, n: int, levels: int, lo, hi, positions, 
     out = torch.empty(rows.shape[0], out_width, dtype=torch.float32)
     status = library.function(name, _ARGS)(
         rows.data_ptr(), rows.stride(0), rows.shape[0], n, levels, lo.data_ptr(), hi.data_ptr(), lo.numel(),
-        positions.data_ptr(), width, out.data_ptr(), out.stride(0))
+        positions.data_ptr(), width, out.data_ptr(), out.stride(0), library.threads())
     # status -1: out of memory; -2: arguments the checks above let through (an odd filter length)
     return out.reshape(*src.shape[:-1], out_width) if status == 0 else None
 

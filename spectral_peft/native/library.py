@@ -6,6 +6,12 @@ or ``clang``; ``-O3 -march=native``) into ``$SPECTRAL_PEFT_CACHE/native`` (defau
 ctypes. When that is impossible (no compiler, a failing build, another OS) or switched off with
 ``SPECTRAL_PEFT_NATIVE=0``, :func:`load` gives None and every caller uses its torch route; the
 results are the same to float rounding.
+
+Threads: where torch runs its own parallel ops on GNU OpenMP (the Linux wheels, which ship
+``libgomp.so.1``), the library is built with ``-fopenmp`` and, loaded after torch, links against
+that same runtime, so the kernels' parallel regions run on torch's worker threads
+(:func:`threads` of them) instead of a second pool that would compete with torch's spinning
+workers for the cores. Elsewhere (or if ``-fopenmp`` does not build) the kernels run on one thread.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from ..paths import cache_root
 logger = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).parent
-FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-pthread")
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
+OPENMP_FLAGS = ("-fopenmp",)
 LIBRARY_NAME = "spectral_peft_kernels"
 
 _lock = threading.Lock()
@@ -67,10 +74,26 @@ def _cpu_signature() -> str:
     return "\n".join(dict.fromkeys(keep))
 
 
-def _build(compiler: str) -> Path:
+def torch_uses_gnu_openmp() -> bool:
+    """Whether torch's parallel ops run on GNU OpenMP (its ``libgomp`` is loaded in this process)."""
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return False
+    try:
+        return "libgomp" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
+def threads() -> int:
+    """Threads for a kernel call: torch's intra-op thread count (1 in a library built without OpenMP,
+    where the kernels ignore it)."""
+    return torch.get_num_threads()
+
+
+def _build(compiler: str, flags: tuple[str, ...]) -> Path:
     texts = [p.read_bytes() for p in sources() + sorted(SOURCE_DIR.glob("*.h"))]
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = hashlib.sha256(b"\0".join([*texts, compiler.encode(), version.encode(), _cpu_signature().encode(), " ".join(FLAGS).encode()]))
+    key = hashlib.sha256(b"\0".join([*texts, compiler.encode(), version.encode(), _cpu_signature().encode(), " ".join(flags).encode()]))
     target = cache_dir() / f"{LIBRARY_NAME}-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
@@ -78,7 +101,7 @@ def _build(compiler: str) -> Path:
     # Build next to the target and rename: processes that build at the same time never load a half-written file.
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
-        command = [compiler, *FLAGS, *map(str, sources()), "-o", str(built)]
+        command = [compiler, *flags, *map(str, sources()), "-o", str(built)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()}")
@@ -98,11 +121,21 @@ def load() -> ctypes.CDLL | None:
             if compiler is None:
                 logger.info("spectral_peft: no C compiler found; the native kernels are replaced by torch ops")
             else:
-                try:
-                    _library = ctypes.CDLL(str(_build(compiler)))
-                except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-                    logger.warning("spectral_peft: could not build the native kernels (%s); using torch ops", err)
+                _library = _load_built(compiler)
         return _library
+
+
+def _load_built(compiler: str) -> ctypes.CDLL | None:
+    """The library built with OpenMP where torch uses GNU OpenMP and that builds, else without."""
+    attempts = [FLAGS + OPENMP_FLAGS, FLAGS] if torch_uses_gnu_openmp() else [FLAGS]
+    for flags in attempts:
+        try:
+            return ctypes.CDLL(str(_build(compiler, flags)))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            failure = err
+            logger.info("spectral_peft: native kernels with %s did not build (%s)", " ".join(flags), err)
+    logger.warning("spectral_peft: could not build the native kernels (%s); using torch ops", failure)
+    return None
 
 
 def available() -> bool:

@@ -7,6 +7,7 @@
  *
  * A gather with an index vector reads one float per index; here 16 consecutive values are split
  * into 8 even and 8 odd ones in registers (the odd ones reversed) and written as two vectors.
+ * Rows are shared among `threads` OpenMP threads.
  * Returns 0.
  */
 #include <stdint.h>
@@ -17,7 +18,8 @@
 static inline __m256 reversed(__m256 v) { return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0)); }
 #endif
 
-int makhoul_forward_f32(const float *x, int64_t ldx, int64_t rows, int64_t n, float *v, int64_t ldv) {
+int makhoul_forward_f32(const float *x, int64_t ldx, int64_t rows, int64_t n, float *v, int64_t ldv, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows * n >= (1 << 16) * threads)
     for (int64_t r = 0; r < rows; r++) {
         const float *s = x + r * ldx;
         float *d = v + r * ldv;
@@ -40,7 +42,8 @@ int makhoul_forward_f32(const float *x, int64_t ldx, int64_t rows, int64_t n, fl
     return 0;
 }
 
-int makhoul_inverse_f32(const float *v, int64_t ldv, int64_t rows, int64_t n, float *x, int64_t ldx) {
+int makhoul_inverse_f32(const float *v, int64_t ldv, int64_t rows, int64_t n, float *x, int64_t ldx, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows * n >= (1 << 16) * threads)
     for (int64_t r = 0; r < rows; r++) {
         const float *s = v + r * ldv;
         float *d = x + r * ldx;

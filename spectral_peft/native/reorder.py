@@ -14,7 +14,7 @@ import torch
 
 from . import library
 
-_ARGS = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+_ARGS = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
 
 
 def _call(name: str, x: torch.Tensor) -> torch.Tensor | None:
@@ -23,7 +23,8 @@ def _call(name: str, x: torch.Tensor) -> torch.Tensor | None:
     n = x.shape[-1]
     rows = library.rows(x)
     out = torch.empty(rows.shape, dtype=torch.float32)
-    library.function(name, _ARGS)(rows.data_ptr(), rows.stride(0), rows.shape[0], n, out.data_ptr(), out.stride(0))
+    library.function(name, _ARGS)(
+        rows.data_ptr(), rows.stride(0), rows.shape[0], n, out.data_ptr(), out.stride(0), library.threads())
     return out.reshape(x.shape)
 
 

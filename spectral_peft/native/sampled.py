@@ -29,18 +29,15 @@ def supports(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def sampled_product(
-    a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, threads: int = 1
+    a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, threads: int | None = None
 ) -> torch.Tensor | None:
     """(E,) with entry e = Σ_t a[t, ia_e] · b[t, ib_e], or None where :func:`supports` says no.
 
     ``a`` is T × Q and ``b`` T × P (any row stride); ``ia``, ``ib`` integer indices of length E
     into Q and P (an index outside raises ValueError: the kernel itself does not check).
-    ``threads`` > 1 splits the tokens over that many threads of the kernel's own; results do not
-    depend on it beyond float rounding. The default is 1: inside a training step torch's OpenMP
-    workers keep spinning for a while after each parallel op, and a second pool of threads
-    competes with them for the cores (measured on 2 cores: the coefficient gradient of a 384 × 384
-    layer took 2.4 ms with one kernel thread and 2.6 ms with two; the wavelet's five block-pair
-    calls at 1,536 wide 19 ms against 40 ms).
+    ``threads`` (default :func:`.library.threads`, torch's intra-op count) splits the tokens over
+    that many OpenMP threads where the library has OpenMP; results depend on it only by float
+    rounding (partial sums per thread) and are the same on every call with the same count.
     """
     if not supports(a, b):
         return None
@@ -54,5 +51,5 @@ def sampled_product(
     out = torch.zeros(ia32.numel(), dtype=torch.float32)
     status = library.function("sampled_product_f32", _ARGS)(
         a.data_ptr(), a.stride(0), b.data_ptr(), b.stride(0), a.shape[0], a.shape[1], b.shape[1],
-        ia32.data_ptr(), ib32.data_ptr(), ia32.numel(), out.data_ptr(), threads)
+        ia32.data_ptr(), ib32.data_ptr(), ia32.numel(), out.data_ptr(), library.threads() if threads is None else threads)
     return out if status == 0 else None

@@ -7,13 +7,12 @@
  * copies the block of a and of b feature-major into two small buffers (8 x 8 register
  * transposes), which stay in cache, and adds each entry's dot product of two contiguous TB-long
  * rows to a per-entry vector accumulator. a and b are read once, in order; nothing of size T x E
- * exists. Threads write their own partial sums, added in thread order (deterministic for a given
- * thread count).
+ * exists. Threads (OpenMP, see library.py) write their own partial sums, added in thread order
+ * (deterministic for a given thread count).
  *
  * Built by library.py with -march=native; without AVX2 + FMA the same blocking runs in plain C.
  * Returns 0, or -1 if a buffer could not be allocated (the caller then uses its torch route).
  */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,24 +68,17 @@ static void run(job_t *job) {
     job->status = 0;
 }
 
-static void *worker(void *job) {
-    run((job_t *)job);
-    return NULL;
-}
-
 int sampled_product_f32(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t tokens,
                         int64_t q_width, int64_t p_width, const int32_t *ia, const int32_t *ib,
                         int64_t entries, float *out, int threads) {
     const int64_t blocks = (tokens + TB - 1) / TB;
     if (blocks == 0 || entries == 0) return 0;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > blocks) threads = (int)blocks;
+    if (threads > blocks / MIN_BLOCKS_PER_THREAD) threads = (int)(blocks / MIN_BLOCKS_PER_THREAD);
     if (threads < 1) threads = 1;
     float *partial = calloc((size_t)entries * threads, sizeof(float));
     if (!partial) return -1;
     job_t jobs[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
     for (int k = 0; k < threads; k++) {
         const int64_t first = blocks * k / threads * TB;
         int64_t last = blocks * (k + 1) / threads * TB;
@@ -94,15 +86,11 @@ int sampled_product_f32(const float *a, int64_t lda, const float *b, int64_t ldb
         jobs[k] = (job_t){a + first * lda, b + first * ldb, lda, ldb, last - first, q_width, p_width,
                           entries, ia, ib, partial + (size_t)entries * k, 0};
     }
-    for (int k = 1; k < threads; k++) started[k] = pthread_create(&ids[k], NULL, worker, &jobs[k]) == 0;
-    for (int k = 1; k < threads; k++)
-        if (!started[k]) run(&jobs[k]);  /* no thread to spare: do its share here */
-    run(&jobs[0]);
-    int status = jobs[0].status;
-    for (int k = 1; k < threads; k++) {
-        if (started[k]) pthread_join(ids[k], NULL);
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
+    for (int k = 0; k < threads; k++) run(&jobs[k]);
+    int status = 0;
+    for (int k = 0; k < threads; k++)
         if (jobs[k].status) status = jobs[k].status;
-    }
     if (status == 0)
         for (int k = 0; k < threads; k++)
             for (int64_t e = 0; e < entries; e++) out[e] += partial[(size_t)entries * k + e];

@@ -84,31 +84,41 @@ static int64_t group_blocks(int64_t n) {
 }
 
 int wht_f32(const float *x, int64_t ldx, int64_t tokens, int64_t n, float scale, float *out, int64_t ldo,
-            int transposed) {
+            int transposed, int threads) {
     if (n < 1 || (n & (n - 1))) return -2;
     const int64_t group = transposed ? group_blocks(n) : 1, span = group * WB;
-    float *buf = aligned_alloc(32, sizeof(float) * (size_t)(span * n));
-    if (!buf) return -1;
+    const int64_t spans = (tokens + span - 1) / span;
     int stages = 0;
     while (((int64_t)1 << stages) < n) stages++;
     const vec one = vset(1.0f), last = vset(scale);
-    for (int64_t t0 = 0; t0 < tokens; t0 += span) {
-        const int64_t count = tokens - t0 < span ? tokens - t0 : span;
-        for (int64_t b = 0; b * WB < count; b++) {
-            const int64_t rows = count - b * WB < WB ? count - b * WB : WB;
-            float *block = buf + b * WB * n;
-            load_block(x + (t0 + b * WB) * ldx, ldx, rows, n, block, WB);
-            transform_block(block, n, stages, one, last, scale);
-            if (!transposed) store_block(block, WB, rows, n, out + (t0 + b * WB) * ldo, ldo);
+    int status = 0;
+#pragma omp parallel num_threads(threads) if (threads > 1 && spans * group >= MIN_BLOCKS_PER_THREAD * threads)
+    {
+        float *buf = aligned_alloc(32, sizeof(float) * (size_t)(span * n));
+        if (!buf) {
+#pragma omp atomic write
+            status = -1;
         }
-        if (transposed)  /* out[f, t0 + b*WB + i] = block b's feature f, token i */
-            for (int64_t f = 0; f < n; f++) {
-                float *row = out + f * ldo + t0;
-                int64_t b = 0;
-                for (; (b + 1) * WB <= count; b++) vstoreu(row + b * WB, vload(buf + (b * n + f) * WB));
-                if (b * WB < count) memcpy(row + b * WB, buf + (b * n + f) * WB, sizeof(float) * (size_t)(count - b * WB));
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < spans; s++) {
+            if (!buf) continue;
+            const int64_t t0 = s * span, count = tokens - t0 < span ? tokens - t0 : span;
+            for (int64_t b = 0; b * WB < count; b++) {
+                const int64_t rows = count - b * WB < WB ? count - b * WB : WB;
+                float *block = buf + b * WB * n;
+                load_block(x + (t0 + b * WB) * ldx, ldx, rows, n, block, WB);
+                transform_block(block, n, stages, one, last, scale);
+                if (!transposed) store_block(block, WB, rows, n, out + (t0 + b * WB) * ldo, ldo);
             }
+            if (transposed)  /* out[f, t0 + b*WB + i] = block b's feature f, token i */
+                for (int64_t f = 0; f < n; f++) {
+                    float *row = out + f * ldo + t0;
+                    int64_t b = 0;
+                    for (; (b + 1) * WB <= count; b++) vstoreu(row + b * WB, vload(buf + (b * n + f) * WB));
+                    if (b * WB < count) memcpy(row + b * WB, buf + (b * n + f) * WB, sizeof(float) * (size_t)(count - b * WB));
+                }
+        }
+        free(buf);
     }
-    free(buf);
-    return 0;
+    return status;
 }

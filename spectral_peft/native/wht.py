@@ -15,7 +15,7 @@ import torch
 from . import library
 
 _ARGS = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p,
-         ctypes.c_int64, ctypes.c_int]
+         ctypes.c_int64, ctypes.c_int, ctypes.c_int]
 
 
 def hadamard(x: torch.Tensor, scale: float, transposed: bool = False) -> torch.Tensor | None:
@@ -29,7 +29,8 @@ def hadamard(x: torch.Tensor, scale: float, transposed: bool = False) -> torch.T
     tokens = rows.shape[0]
     out = torch.empty((n, tokens) if transposed else (tokens, n), dtype=torch.float32)
     status = library.function("wht_f32", _ARGS)(
-        rows.data_ptr(), rows.stride(0), tokens, n, scale, out.data_ptr(), out.stride(0), int(transposed))
+        rows.data_ptr(), rows.stride(0), tokens, n, scale, out.data_ptr(), out.stride(0), int(transposed),
+        library.threads())
     if status != 0:  # -1: out of memory
         return None
     return out if transposed else out.reshape(x.shape)

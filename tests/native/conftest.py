@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -21,6 +23,17 @@ def left_to_torch_input(case: str, x: torch.Tensor, monkeypatch) -> torch.Tensor
         monkeypatch.setenv("SPECTRAL_PEFT_NATIVE", "0")
         return x
     raise ValueError(f"unknown case {case!r}")
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's intra-op thread count (which the kernels use too) set to ``count`` inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from spectral_peft import operators
 from spectral_peft.native import dwt, library
 from tests.conftest import seeds
-from tests.native.conftest import LEFT_TO_TORCH, left_to_torch_input
+from tests.native.conftest import LEFT_TO_TORCH, left_to_torch_input, torch_threads
 
 pytestmark = pytest.mark.skipif(library._compiler() is None, reason="needs a C compiler: these tests check the compiled kernel")
 
@@ -73,6 +73,24 @@ def test_synthesis_is_the_transpose_of_the_analysis(cascade, tokens, seed):
     got = dwt.synthesis(z, *_filters(wavelet), torch.tensor(positions, dtype=torch.int32), levels, n)
     assert got is not None and got.shape == (tokens, n)
     np.testing.assert_allclose(got.numpy(), z.double().numpy() @ matrix.T, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_token_blocks_shared_among_threads_give_the_one_thread_result(threads):
+    wavelet, levels, n = "db4", 3, 64
+    width = sum(n >> j for j in range(levels)) + 2
+    positions = torch.tensor(np.random.default_rng(0).permutation(width)[: width - 2], dtype=torch.int32)
+    x = torch.randn(301, n, generator=torch.Generator().manual_seed(1))  # 38 blocks of 8: several per thread
+    results = {}
+    for count in (1, threads):
+        with torch_threads(count):
+            z = dwt.analysis(x, *_filters(wavelet), positions, levels, width)
+            results[count] = (z, dwt.synthesis(z, *_filters(wavelet), positions, levels, n))
+    assert torch.equal(results[1][0], results[threads][0]) and torch.equal(results[1][1], results[threads][1])
+    expected = _analysis_by_pywt(x.double().numpy(), wavelet, levels, positions.numpy(), width)
+    np.testing.assert_allclose(results[threads][0].numpy(), expected, rtol=1e-5, atol=2e-5)
+    adjoint = _analysis_by_pywt(np.eye(n), wavelet, levels, positions.numpy(), width).T  # synthesis = analysisᵀ
+    np.testing.assert_allclose(results[threads][1].numpy(), results[threads][0].double().numpy() @ adjoint, rtol=1e-4, atol=1e-4)
 
 
 def test_leading_dimensions_are_batched():

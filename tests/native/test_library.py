@@ -10,9 +10,10 @@ import ctypes
 import logging
 
 import pytest
+import scipy.linalg
 import torch
 
-from spectral_peft.native import library
+from spectral_peft.native import library, wht
 
 HAS_COMPILER = library._compiler() is not None
 needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler: this test checks the build itself")
@@ -42,6 +43,35 @@ def test_a_failing_compiler_is_reported_and_falls_back(fresh_build, monkeypatch,
         assert not library.available()
     assert "could not build the native kernels" in caplog.text
     assert not list(fresh_build.glob("*.so"))
+
+
+@needs_compiler
+def test_where_torch_runs_on_gnu_openmp_the_kernels_share_its_runtime(fresh_build):
+    assert library.available()
+    (built,) = fresh_build.glob(f"{library.LIBRARY_NAME}-*.so")
+    uses_openmp = b"GOMP_parallel" in built.read_bytes()  # the symbol -fopenmp's parallel regions call
+    assert uses_openmp is library.torch_uses_gnu_openmp()
+    if uses_openmp:  # one OpenMP runtime in the process: torch's, so one pool of worker threads
+        runtimes = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
+        assert len(runtimes) == 1, runtimes
+
+
+@needs_compiler
+def test_a_compiler_without_openmp_builds_the_kernels_without_it(fresh_build, monkeypatch, tmp_path):
+    fake = tmp_path / "cc-without-openmp"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do [ "$arg" = -fopenmp ] && { echo "unsupported option -fopenmp" >&2; exit 1; }; done\n'
+        f'exec {library._compiler()} "$@"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    assert library.available()
+    (built,) = fresh_build.glob(f"{library.LIBRARY_NAME}-*.so")
+    assert b"GOMP_parallel" not in built.read_bytes()
+    x = torch.randn(100, 64)  # and a kernel from that build still computes the transform
+    expected = x @ torch.tensor(scipy.linalg.hadamard(64), dtype=torch.float32) * 0.125
+    torch.testing.assert_close(wht.hadamard(x, 0.125), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_switched_off_by_the_environment(monkeypatch):

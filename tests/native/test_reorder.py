@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from spectral_peft import operators
 from spectral_peft.native import library, reorder
 from tests.conftest import seeds
-from tests.native.conftest import LEFT_TO_TORCH, left_to_torch_input
+from tests.native.conftest import LEFT_TO_TORCH, left_to_torch_input, torch_threads
 
 pytestmark = pytest.mark.skipif(library._compiler() is None, reason="needs a C compiler: these tests check the compiled kernel")
 
@@ -33,6 +33,15 @@ def test_forward_and_inverse_are_the_permutation_written_out(n, rows, pad, seed)
     back = torch.empty_like(x)
     back[:, order] = x
     assert torch.equal(reorder.even_odd_inverse(x), back)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_rows_shared_among_threads_give_the_permutation(threads):
+    x = torch.randn(601, 1030, generator=torch.Generator().manual_seed(0))  # enough rows to split
+    order = _makhoul_order(1030)
+    with torch_threads(threads):
+        v, back = reorder.even_odd(x), reorder.even_odd_inverse(x[:, order])
+    assert torch.equal(v, x[:, order]) and torch.equal(back, x)
 
 
 def test_leading_dimensions_are_batched():

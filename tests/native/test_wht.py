@@ -18,7 +18,7 @@ from spectral_peft import operators
 from spectral_peft.factorization import Entries, Factorization
 from spectral_peft.native import library, wht
 from tests.conftest import seeds
-from tests.native.conftest import LEFT_TO_TORCH, left_to_torch_input
+from tests.native.conftest import LEFT_TO_TORCH, left_to_torch_input, torch_threads
 
 pytestmark = pytest.mark.skipif(library._compiler() is None, reason="needs a C compiler: these tests check the compiled kernel")
 
@@ -40,6 +40,19 @@ def test_equals_scipy_hadamard_token_major_and_transposed(bits, tokens, pad, sca
     flipped = wht.hadamard(x, scale, transposed=True)
     assert flipped is not None and flipped.shape == (n, tokens) and flipped.is_contiguous()
     np.testing.assert_allclose(flipped.numpy(), expected.T, rtol=1e-5, atol=tol)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_token_blocks_shared_among_threads_give_the_one_thread_result(threads, transposed):
+    x = torch.randn(1001, 128, generator=torch.Generator().manual_seed(0))  # 126 blocks of 8, 16 groups of 64
+    results = {}
+    for count in (1, threads):
+        with torch_threads(count):
+            results[count] = wht.hadamard(x, 128**-0.5, transposed=transposed)
+    assert torch.equal(results[1], results[threads])
+    expected = _expected(x, 128**-0.5)
+    np.testing.assert_allclose(results[threads].numpy(), expected.T if transposed else expected, rtol=1e-5, atol=1e-5)
 
 
 def test_leading_dimensions_are_batched():
