@@ -84,10 +84,24 @@ def torch_uses_gnu_openmp() -> bool:
         return False
 
 
+_forked_child = False
+
+
+def _mark_forked_child() -> None:
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_forked_child)
+
+
 def threads() -> int:
-    """Threads for a kernel call: torch's intra-op thread count (1 in a library built without OpenMP,
-    where the kernels ignore it)."""
-    return torch.get_num_threads()
+    """Threads for a kernel call: torch's intra-op thread count (a library built without OpenMP
+    ignores it). 1 in a process forked from another: GNU OpenMP's worker pool does not survive a
+    fork, and a parallel region in the child would wait for it forever (torch's own parallel ops
+    do; a forked DataLoader worker sets torch to one thread for this reason)."""
+    return 1 if _forked_child else torch.get_num_threads()
 
 
 def _build(compiler: str, flags: tuple[str, ...]) -> Path:

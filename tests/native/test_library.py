@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
+import signal
+import time
 
 import pytest
 import scipy.linalg
@@ -72,6 +75,28 @@ def test_a_compiler_without_openmp_builds_the_kernels_without_it(fresh_build, mo
     x = torch.randn(100, 64)  # and a kernel from that build still computes the transform
     expected = x @ torch.tensor(scipy.linalg.hadamard(64), dtype=torch.float32) * 0.125
     torch.testing.assert_close(wht.hadamard(x, 0.125), expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork exists only on POSIX systems")
+def test_a_forked_child_runs_the_kernels_on_one_thread_instead_of_hanging():
+    """GNU OpenMP's workers do not survive a fork: a parallel region in the child would wait forever."""
+    x = torch.randn(4096, 256)
+    parent = wht.hadamard(x, 0.0625)  # a parallel region in the parent first (where there is OpenMP)
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest, and no torch op that would go parallel itself (and hang)
+        ok = library.threads() == 1 and (wht.hadamard(x, 0.0625).numpy() == parent.numpy()).all()
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's kernel call did not return within 60 s")
 
 
 def test_switched_off_by_the_environment(monkeypatch):
