@@ -42,6 +42,9 @@ SAMPLED_NS = 1.15e-9  # per token and entry of the sampled product with torch ke
 NATIVE_SAMPLED_NS = 0.09e-9  # ... with the compiled kernel (spectral_peft.native.sampled), per token and entry
 NATIVE_TRANSPOSE_NS = 0.2e-9  # ... plus its in-cache transposes, per token and feature of ĝ and x̂
 SPREAD_NS = 2.0e-9  # per token and entry of a gather-scale-scatter
+# A token chunk may exceed its budget by 5%: an FFT basis's arrays are n + 2 wide, and a strict
+# budget made 512 tokens of a 4,096-wide layer 5 chunks of 103 instead of 4 of 128.
+BUDGET_SLACK = 1.05
 
 
 class AdapterPlan:
@@ -81,11 +84,11 @@ class AdapterPlan:
     def token_chunks(self, tokens: int, budget: int | None = None):
         """Slices of the token dimension: the routes transform, gather and scatter one chunk at a
         time, so that x̂, ĝ and the gathered entries never exist at full size. As few chunks as keep
-        each within ``budget`` floats (default ``core.TOKEN_CHUNK_ELEMENTS``), of equal size (no short
-        tail), at least 32 tokens."""
+        each within ``budget`` floats (default ``core.TOKEN_CHUNK_ELEMENTS``) give or take
+        ``BUDGET_SLACK``, of equal size (no short tail), at least 32 tokens."""
         width = max(self.core_rows, self.core_cols, self.rows, self.cols)
         budget = _core.TOKEN_CHUNK_ELEMENTS if budget is None else budget
-        count = max(1, -(-tokens * width // budget))
+        count = max(1, math.ceil(tokens * width / (BUDGET_SLACK * budget)))
         step = max(32, -(-tokens // count))
         for start in range(0, tokens, step):
             yield slice(start, min(start + step, tokens))
