@@ -424,6 +424,31 @@ def test_user_basis_takes_the_sparse_route_under_auto():
         unregister_basis("test_hartley_cosine")
 
 
+def test_the_sparse_route_keeps_the_few_columns_it_reads_for_the_gradient(basis, monkeypatch):
+    """Few coefficients on a wide layer: the forward keeps x̂[:, distinct p] and the backward takes
+    the coefficient gradient from it, without transforming x again; values and gradients as the definition."""
+    import spectral_peft.fastpath.core as core
+
+    shape = next(s for s in [(16, 64), (64, 16), (32, 64), (64, 64)] if _supports(basis, s))
+    adapter = _make(basis, shape, 4, seed=31)
+    plan = adapter.plan()
+    if plan is None:
+        return  # no factorization, no sparse route (test_routes_* cover the dense one)
+    assert plan.core.keeps_columns
+    assert torch.equal(plan.core.kept_columns[plan.core.kept_p], plan.core.p)
+    monkeypatch.setattr(core, "TOKEN_CHUNK_ELEMENTS", 64)  # several chunks of the kept array
+    transformed = []
+    apply = type(plan.right).apply
+    monkeypatch.setattr(type(plan.right), "apply", lambda op, x: transformed.append(x.shape) or apply(op, x))
+    x, g = randn(3, 37, shape[1], seed=32), randn(3, 37, shape[0], seed=33)
+    expected = _reference(adapter, x, g)
+    transformed.clear()
+    _assert_same(_run(adapter, x, g, "sparse"), expected, what="sparse, kept columns")
+    if shape[0] != shape[1]:  # rows of x (not of g, which left.adjoint may send through the same class)
+        x_rows = sum(rows for rows, width in transformed if width == shape[1])
+        assert x_rows == 111, "x is transformed once (forward), not again for the gradient"
+
+
 @pytest.mark.parametrize("route", ["merged", "sparse"])
 def test_routes_over_many_token_chunks(basis, route, monkeypatch):
     """The routes process tokens in chunks; force many small chunks and compare again."""

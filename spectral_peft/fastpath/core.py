@@ -82,6 +82,15 @@ class CoreProgram:
         self.n, self.rows, self.cols = n, rows, cols  # rows = Q (ĝ / ŷ width), cols = P (x̂ width)
         self.q, self.p, self.j, self.w = q, p, j, w
         self.direct = q.numel() == n and bool(torch.equal(j.cpu(), torch.arange(n)))
+        # the distinct columns of x̂ the entries read, and each entry's column among them
+        self.kept_columns, self.kept_p = torch.unique(p, return_inverse=True)
+
+    @property
+    def keeps_columns(self) -> bool:
+        """Whether the sparse route keeps x̂[:, kept_columns] from its forward pass for the gradient:
+        when the entries read at most a quarter of x̂'s columns (the kept array then costs at most a
+        quarter of the input's floats; it saves transforming x again in backward)."""
+        return 4 * self.kept_columns.numel() <= self.cols
 
     @property
     def entries(self) -> int:
@@ -106,6 +115,13 @@ class CoreProgram:
             per_entry = self._sddmm(gh, xh)
         else:
             per_entry = sampled(gh, xh, self.q, self.p)
+        return self._per_coefficient(per_entry, alpha)
+
+    def grad_from_kept(self, gh: torch.Tensor, kept: torch.Tensor, alpha: float) -> torch.Tensor:
+        """:meth:`grad` from ĝ and the kept columns x̂[:, kept_columns] (T × distinct p)."""
+        return self._per_coefficient(sampled(gh, kept, self.q, self.kept_p), alpha)
+
+    def _per_coefficient(self, per_entry: torch.Tensor, alpha: float) -> torch.Tensor:
         per_entry.mul_(self.w * alpha)
         return per_entry if self.direct else per_entry.new_zeros(self.n).index_add_(0, self.j, per_entry)
 

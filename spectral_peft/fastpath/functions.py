@@ -136,26 +136,38 @@ class MergedLinear(torch.autograd.Function):
 
 
 class SparseLinear(torch.autograd.Function):
-    """y = x W0ᵀ + b + α·left(K(c)·right(x)); never forms ΔW."""
+    """y = x W0ᵀ + b + α·left(K(c)·right(x)); never forms ΔW.
+
+    Where the core reads few columns of x̂ (:meth:`.core.CoreProgram.keeps_columns`), the forward
+    keeps those columns (tokens × distinct p, at most a quarter of x's size) for the coefficient
+    gradient, which then does not transform x again.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, coefficients, plan, alpha, compute_dtype):
         ctx.plan, ctx.alpha, ctx.bias_dtype = plan, alpha, _bias_dtype(bias)
-        ctx.save_for_backward(x, weight, coefficients)
         with _no_autocast(x):
             rows, cols = weight.shape
             x2 = _flat(x, cols)
             y = _base_output(x2, weight, bias, compute_dtype)
             core, left, right = plan.core, plan.left, plan.right
             precise = coefficients.dtype
+            kept = None
+            if ctx.needs_input_grad[3] and core.keeps_columns:
+                kept = x2.new_empty(x2.shape[0], core.kept_columns.numel(), dtype=precise)
             for chunk in plan.token_chunks(x2.shape[0]):  # every intermediate stays chunk-sized
-                y[chunk].add_(left.apply(core.forward(right.apply(x2[chunk].to(precise)), coefficients, alpha)))
+                xh = right.apply(x2[chunk].to(precise))
+                if kept is not None:
+                    torch.index_select(xh, 1, core.kept_columns, out=kept[chunk])
+                y[chunk].add_(left.apply(core.forward(xh, coefficients, alpha)))
+                del xh
+        ctx.save_for_backward(x, weight, coefficients, kept)
         return y.reshape(*x.shape[:-1], rows)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
-        x, weight, coefficients = ctx.saved_tensors
+        x, weight, coefficients, kept = ctx.saved_tensors
         plan = ctx.plan
         with _no_autocast(g):
             rows, cols = weight.shape
@@ -170,7 +182,9 @@ class SparseLinear(torch.autograd.Function):
                     gh = left.adjoint(g2[chunk].to(precise))
                     if gx is not None:
                         gx[chunk].add_(right.adjoint(core.backward(gh, coefficients, ctx.alpha)))
-                    if want_c:
+                    if want_c and kept is not None:
+                        gc.add_(core.grad_from_kept(gh, kept[chunk], ctx.alpha))
+                    elif want_c:
                         gc.add_(core.grad(gh, right.apply(x2[chunk].to(precise)), ctx.alpha))
         if gx is not None:
             gx = gx.reshape(x.shape).to(x.dtype)
