@@ -67,8 +67,9 @@ class Factorization:
     entries: Entries
     #: optional B⁻¹ of the dense M × N coefficient matrix S (equal to ``basis.inverse``), used to
     #: rebuild ΔW when it is faster than :meth:`dense`, the default (e.g. the wavelet pyramid, or a
-    #: plain scatter for the identity). It returns a new tensor or its argument, never a view of
-    #: state it keeps: the training routes add W0 into the result in place.
+    #: plain scatter for the identity). Its argument is a buffer the caller built for it, which it
+    #: may overwrite; it returns a new tensor or its argument, never a view of state it keeps (the
+    #: training routes add W0 into the result in place).
     inverse: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self):

@@ -115,9 +115,17 @@ class WaveletBasis(SpectralBasis):
         return out
 
     def _inverse(self, coefficients: torch.Tensor) -> torch.Tensor:
-        rows, cols = coefficients.shape[-2:]
-        levels = self.levels_for(rows, cols)
-        out = coefficients.clone() if levels > 1 else coefficients
+        levels = self.levels_for(*coefficients.shape[-2:])
+        return self._synthesize_pyramid(coefficients.clone() if levels > 1 else coefficients, levels)
+
+    def _inverse_overwriting(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """:meth:`inverse` of a float32/float64 matrix that may be overwritten (the fast routes
+        scatter S into a buffer of their own for it): no working copy."""
+        return self._synthesize_pyramid(coefficients, self.levels_for(*coefficients.shape[-2:]))
+
+    def _synthesize_pyramid(self, out: torch.Tensor, levels: int) -> torch.Tensor:
+        """The 2-D pyramid's synthesis, overwriting the deeper levels' blocks of ``out``."""
+        rows, cols = out.shape[-2:]
         for level in reversed(range(levels)):  # from the deepest block outwards
             r, c = rows >> level, cols >> level
             block = operators.dwt_level(self.wavelet, c).synthesize(out[..., :r, :c], dim=-1)
@@ -147,7 +155,7 @@ class WaveletBasis(SpectralBasis):
         level = torch.minimum(level_of(u, rows), level_of(v, cols))  # 1-based level of the 2-D block
         n = u.numel()
         entries = Entries(row_op.slot_in_level(level, u), col_op.slot_in_level(level, v), torch.arange(n), torch.ones(n))
-        return Factorization(row_op.T, col_op, entries, inverse=self.inverse)
+        return Factorization(row_op.T, col_op, entries, inverse=self._inverse_overwriting)
 
     def frequency(self, rows: int, cols: int) -> torch.Tensor:
         """Scale of each position of the pyramid, as a frequency relative to Nyquist.
