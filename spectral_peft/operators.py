@@ -544,8 +544,10 @@ class DwtLevel(_Constants, CoefficientOp):
 
     ``coefficients``/``synthesize`` use the standard layout [a | d] (``pywt.dwt``'s cA, cD). On
     float32 CPU arrays they run along the last dimension in the compiled filter bank of
-    :mod:`spectral_peft.native.dwt` when it is available (along other dimensions the windows are
-    whole rows, which the gather and a batched matmul already read contiguously).
+    :mod:`spectral_peft.native.dwt` when it is available, and ``synthesize`` of a matrix along
+    dim −2 (the column passes of the 2-D pyramid that builds ΔW) in its row kernel, where every
+    filter tap is a multiply-add of whole rows (1,024²: 0.32 ms against 0.88 ms for the gathered
+    windows and a batched matmul, the route elsewhere).
     """
 
     def __init__(self, wavelet: str, length: int):
@@ -651,6 +653,9 @@ class DwtLevel(_Constants, CoefficientOp):
             return _along(self.synthesize, c, dim)
         if torch.compiler.is_compiling() or (torch.is_grad_enabled() and c.requires_grad):
             return self._synthesize_columns(c, index, matrix)
+        fast = native_dwt.synthesis_rows(c, *self.kernel_filters)  # every tap a whole-row multiply-add
+        if fast is not None:
+            return fast
         # Without a graph to record, a few output blocks at a time into one output: the gathered
         # windows (W'/2 times the input) then never exist at full size (this builds ΔW, at peak memory).
         out = c.new_empty(c.shape)

@@ -234,3 +234,42 @@ int dwt_synthesis_f32(const float *z, int64_t ldz, int64_t tokens, int64_t n, in
     free(ph);
     return status;
 }
+
+/* One synthesis level along the rows of a row-major matrix (the columns' transform, dim -2): z has
+ * `length` rows, a = rows [0, length/2) and d = rows [length/2, length), each `width` floats (row
+ * stride ldz); output row m = 2r + par is the row combination
+ *
+ *   out[m] = sum_u lo_u a[(r + K - u) mod half] + hi_u d[(r + K - u) mod half]
+ *
+ * with the phase filters of synthesis_level. Rows are whole vectors here, so every tap is one
+ * multiply-add over a contiguous row (no transposes); the output rows are shared among threads. */
+int dwt_synthesis_rows_f32(const float *z, int64_t ldz, int64_t length, int64_t width, const float *lo,
+                           const float *hi, int taps, float *out, int64_t ldo, int threads) {
+    if (taps < 2 || taps > MAX_TAPS || taps % 2 || length < 2 || length % 2) return -2;
+    const int64_t half = length / 2;
+    const int shift = 1 - taps / 2;
+    float plo[2][MAX_TAPS / 2 + 1], phi[2][MAX_TAPS / 2 + 1];
+    int count[2], K[2];
+    for (int par = 0; par < 2; par++) {
+        const int i0 = ((par - shift) % 2 + 2) % 2;
+        K[par] = (par - shift - i0) / 2;
+        count[par] = 0;
+        for (int i = i0; i < taps; i += 2, count[par]++) plo[par][count[par]] = lo[i], phi[par][count[par]] = hi[i];
+    }
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && length * width >= (1 << 16) * threads)
+    for (int64_t m = 0; m < length; m++) {
+        const int par = (int)(m & 1);
+        const int64_t r = m >> 1;
+        float *restrict o = out + m * ldo;
+        for (int u = 0; u < count[par]; u++) {
+            const int64_t k = wrap(r + K[par] - u, half);
+            const float *restrict a = z + k * ldz, *restrict d = z + (half + k) * ldz;
+            const float cl = plo[par][u], ch = phi[par][u];
+            if (u == 0)
+                for (int64_t j = 0; j < width; j++) o[j] = cl * a[j] + ch * d[j];
+            else
+                for (int64_t j = 0; j < width; j++) o[j] += cl * a[j] + ch * d[j];
+        }
+    }
+    return 0;
+}

@@ -74,3 +74,22 @@ def analysis(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, positions: tor
 def synthesis(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, positions: torch.Tensor, levels: int, n: int):
     """The adjoint of :func:`analysis`: (..., width) coefficients back to (..., n) signals, or None."""
     return _call("dwt_synthesis_f32", z, n, levels, lo, hi, positions, z.shape[-1], n)
+
+
+_ROWS_ARGS = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+              ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+
+
+def synthesis_rows(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor | None:
+    """One synthesis level along the rows of a 2-D ``z`` (length × width, [a | d] stacked by rows,
+    each row contiguous): the transform of every column, as whole-row multiply-adds. None where the
+    kernel does not apply (:func:`.library.usable`, not 2-D, an odd length)."""
+    if z.dim() != 2 or z.shape[0] % 2 or z.shape[0] < 2 or lo.numel() > MAX_TAPS or not library.usable(z, lo, hi):
+        return None
+    if z.stride(-1) != 1:
+        z = z.contiguous()
+    out = torch.empty(z.shape, dtype=torch.float32)
+    status = library.function("dwt_synthesis_rows_f32", _ROWS_ARGS)(
+        z.data_ptr(), z.stride(0), z.shape[0], z.shape[1], lo.data_ptr(), hi.data_ptr(), lo.numel(),
+        out.data_ptr(), out.stride(0), library.threads())
+    return out if status == 0 else None

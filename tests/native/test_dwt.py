@@ -75,6 +75,26 @@ def test_synthesis_is_the_transpose_of_the_analysis(cascade, tokens, seed):
     np.testing.assert_allclose(got.numpy(), z.double().numpy() @ matrix.T, rtol=1e-5, atol=2e-5)
 
 
+@given(wavelet=st.sampled_from(WAVELETS), half=st.integers(1, 40), width=st.integers(1, 70), pad=st.integers(0, 3),
+       threads=st.sampled_from([1, 2, 3]), seed=seeds)
+def test_a_level_along_the_rows_equals_pywt_idwt_along_axis_0(wavelet, half, width, pad, threads, seed):
+    z = torch.randn(2 * half, width + pad, generator=torch.Generator().manual_seed(seed))[:, pad:]  # row stride > width
+    with torch_threads(threads):
+        got = dwt.synthesis_rows(z, *_filters(wavelet))
+    assert got is not None and got.shape == z.shape and got.is_contiguous()
+    a, d = z[:half].double().numpy(), z[half:].double().numpy()
+    expected = pywt.idwt(a, d, wavelet, mode="periodization", axis=0)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=2e-5)
+
+
+def test_a_level_along_the_rows_is_left_to_torch_where_it_does_not_apply():
+    lo, hi = _filters("db2")
+    assert dwt.synthesis_rows(torch.randn(3, 8), lo, hi) is None  # odd length
+    assert dwt.synthesis_rows(torch.randn(2, 4, 8), lo, hi) is None  # not 2-D
+    assert dwt.synthesis_rows(torch.randn(4, 8).double(), lo.double(), hi.double()) is None
+    assert dwt.synthesis_rows(torch.randn(4, 8, requires_grad=True), lo, hi) is None
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 def test_token_blocks_shared_among_threads_give_the_one_thread_result(threads):
     wavelet, levels, n = "db4", 3, 64

@@ -28,7 +28,7 @@ def test_builds_one_library_with_every_kernel_where_a_compiler_exists(fresh_buil
     assert len(built) == (1 if HAS_COMPILER else 0)
     if HAS_COMPILER:
         assert {p.name for p in library.sources()} == {"sampled_product.c", "dwt.c", "wht.c", "reorder.c"}
-        for name in ("sampled_product_f32", "dwt_analysis_f32", "dwt_synthesis_f32", "wht_f32", "makhoul_forward_f32", "makhoul_inverse_f32"):
+        for name in ("sampled_product_f32", "dwt_analysis_f32", "dwt_synthesis_f32", "dwt_synthesis_rows_f32", "wht_f32", "makhoul_forward_f32", "makhoul_inverse_f32"):
             assert isinstance(getattr(library.load(), name), ctypes._CFuncPtr)
 
 
