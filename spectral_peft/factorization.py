@@ -27,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from .native import transpose as native_transpose
 from .operators import CoefficientOp, LinearOp
 
 
@@ -109,7 +110,9 @@ class Factorization:
         if rows is None:
             left_done = self.left.apply(core_t)  # (Lmat · K)ᵀ, (P, M)
             del core_t
-            rows = left_done.T.contiguous()
+            rows = native_transpose.transposed(left_done)
+            if rows is None:
+                rows = left_done.T.contiguous()
             del left_done
         else:
             del core_t
