@@ -139,7 +139,7 @@ class SparseLinear(torch.autograd.Function):
     """y = x W0ᵀ + b + α·left(K(c)·right(x)); never forms ΔW.
 
     Where the core reads few columns of x̂ (:meth:`.core.CoreProgram.keeps_columns`), the forward
-    keeps those columns (tokens × distinct p, at most a quarter of x's size) for the coefficient
+    keeps those columns (tokens × distinct p, at most half of x's size) for the coefficient
     gradient, which then does not transform x again.
     """
 
