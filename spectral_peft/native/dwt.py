@@ -86,8 +86,7 @@ def synthesis_rows(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch
     kernel does not apply (:func:`.library.usable`, not 2-D, an odd length)."""
     if z.dim() != 2 or z.shape[0] % 2 or z.shape[0] < 2 or lo.numel() > MAX_TAPS or not library.usable(z, lo, hi):
         return None
-    if z.stride(-1) != 1:
-        z = z.contiguous()
+    z = library.rows(z)
     out = torch.empty(z.shape, dtype=torch.float32)
     status = library.function("dwt_synthesis_rows_f32", _ROWS_ARGS)(
         z.data_ptr(), z.stride(0), z.shape[0], z.shape[1], lo.data_ptr(), hi.data_ptr(), lo.numel(),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -176,7 +177,7 @@ def usable(*tensors: torch.Tensor) -> bool:
 def rows(x: torch.Tensor) -> torch.Tensor:
     """x as a 2-D array of its last-dimension rows (leading dimensions flattened) whose rows are
     contiguous, as the kernels read them (a row stride wider than the row is fine); no copy unless needed."""
-    flat = x.reshape(-1, x.shape[-1])
+    flat = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # not -1: ambiguous for zero-width rows
     return flat if flat.stride(-1) == 1 else flat.contiguous()
 
 

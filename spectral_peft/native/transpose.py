@@ -23,7 +23,7 @@ def transposed(x: torch.Tensor) -> torch.Tensor | None:
     does not apply (:func:`.library.usable`, not 2-D)."""
     if x.dim() != 2 or not library.usable(x):
         return None
-    src = x if x.stride(-1) == 1 else x.contiguous()
+    src = library.rows(x)
     rows, cols = src.shape
     out = torch.empty(cols, rows, dtype=torch.float32)
     library.function("transpose_f32", _ARGS)(src.data_ptr(), src.stride(0), rows, cols, out.data_ptr(), out.stride(0), library.threads())
