@@ -23,6 +23,7 @@ import warnings
 import torch
 
 from ..native import sampled as native_sampled
+from ..native import spread as native_spread
 
 # Gathered chunks of about CHUNK_ELEMENTS floats (≈ 2 MiB in float32: L2 and a slice of L3).
 CHUNK_ELEMENTS = 1 << 19
@@ -50,6 +51,9 @@ def _chunks(tokens: int, width: int):
 
 def spread(h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, size: int, scale: torch.Tensor) -> torch.Tensor:
     """out (T × size) with out[:, dst_e] += scale_e · h[:, src_e] for every entry e."""
+    fast = native_spread.spread(h, src, dst, size, scale)
+    if fast is not None:
+        return fast
     out = h.new_zeros(h.shape[0], size)
     _spread_into(out, h, src, dst, scale)
     return out

@@ -41,10 +41,17 @@ MATMUL_NS = 0.023e-9  # per multiply-add of a large float32 matmul (one x86 core
 SAMPLED_NS = 1.15e-9  # per token and entry of the sampled product with torch kernels (two gathers, multiply, sum)
 NATIVE_SAMPLED_NS = 0.09e-9  # ... with the compiled kernel (spectral_peft.native.sampled), per token and entry
 NATIVE_TRANSPOSE_NS = 0.2e-9  # ... plus its in-cache transposes, per token and feature of ĝ and x̂
-SPREAD_NS = 2.0e-9  # per token and entry of a gather-scale-scatter
+SPREAD_NS = 2.0e-9  # per token and entry of a gather-scale-scatter with torch kernels
+NATIVE_SPREAD_NS = 0.09e-9  # ... with the compiled kernel (spectral_peft.native.spread), plus its in-cache transposes
 # A token chunk may exceed its budget by 5%: an FFT basis's arrays are n + 2 wide, and a strict
 # budget made 512 tokens of a 4,096-wide layer 5 chunks of 103 instead of 4 of 128.
 BUDGET_SLACK = 1.05
+# The sparse route takes longer than the sum of its parts (zero-filled T-row buffers, strided adds):
+# measured about 1.7x with torch's spread; with the compiled one, 1.3x puts the estimated crossover
+# to the merged route at 540-1,470 tokens against 1,100-1,400 measured (384² to 1,024² layers,
+# 1,000 coefficients, 2 threads), where the two routes differ by a few percent.
+SPARSE_OVERHEAD = 1.7
+NATIVE_SPARSE_OVERHEAD = 1.3
 
 
 class AdapterPlan:
@@ -140,19 +147,19 @@ def route_costs(tokens: int, rows: int, cols: int, grad_input: bool, plan: Adapt
     fast = native.handles(plan.device, plan.dtype)
     right, left = plan.right.cost(t, fast), plan.left.cost(t, fast)
     chunks = 1 + t * plan.entries // (1 << 18)
-    if fast:
-        sampled = t * (plan.entries * NATIVE_SAMPLED_NS + (plan.core_rows + plan.core_cols) * NATIVE_TRANSPOSE_NS)
-        sampled += 2 * chunks * OP_OVERHEAD  # the ctypes call and its index conversions
+    if fast:  # each kernel transposes blocks of ĝ / x̂ in cache, then works on contiguous rows
+        transposes = t * (plan.core_rows + plan.core_cols) * NATIVE_TRANSPOSE_NS
+        sampled = t * plan.entries * NATIVE_SAMPLED_NS + transposes + 2 * chunks * OP_OVERHEAD  # + ctypes call, index checks
+        spread = t * plan.entries * NATIVE_SPREAD_NS + transposes + 2 * chunks * OP_OVERHEAD
     else:
         sampled = t * plan.entries * SAMPLED_NS + 5 * chunks * OP_OVERHEAD
-    spread = t * plan.entries * SPREAD_NS + 4 * chunks * OP_OVERHEAD
+        spread = t * plan.entries * SPREAD_NS + 4 * chunks * OP_OVERHEAD
     costs["merged"] = delta + recompute + right + left + sampled + 8 * OP_OVERHEAD
     sparse = right + spread + left + t * rows * PASS_NS  # forward
     sparse += left + right + sampled  # backward: transform g, transform x again, sampled product
     if grad_input:
         sparse += spread + right + t * cols * PASS_NS
-    # measured: about 1.7x the sum of its parts (zero-filled T-row buffers, strided adds)
-    costs["sparse"] = 1.7 * sparse + 10 * OP_OVERHEAD
+    costs["sparse"] = (NATIVE_SPARSE_OVERHEAD if fast else SPARSE_OVERHEAD) * sparse + 10 * OP_OVERHEAD
     return costs
 
 
