@@ -545,6 +545,30 @@ def summary(rows: list[dict]) -> None:
         print(f"{method:<20}" + "".join(cells))
 
 
+BF16_INSTRUCTIONS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+    """The CPU's model, torch's CPU capability and the CPU's bf16 instructions, on which a bfloat16
+    run on the CPU hinges: with AVX512-BF16 or AMX a bf16 GEMM is faster than float32, without them
+    many times slower (``cpuinfo``: the text of /proc/cpuinfo, read when None)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    model, flags = platform.processor() or platform.machine(), set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    bf16 = [f for f in BF16_INSTRUCTIONS if f in flags]
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{model}, torch CPU capability {capability}, bf16 instructions: {', '.join(bf16) or 'none'}"
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default="minilm,stack,wide", help="comma-separated: minilm,stack,wide")
@@ -597,7 +621,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
         f"{repeats} interleaved rounds, median {args.clock} time; n = {N_COEFFICIENTS}, LoRA r = {LORA_RANK}; "
-        f"device {args.device}" + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else "")
+        f"device {args.device}"
+        + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else f" ({cpu_description()})")
     )
     rows = []
     for name in chosen:

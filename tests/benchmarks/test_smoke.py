@@ -62,6 +62,16 @@ def test_transforms_smoke(tmp_path):
     assert all(float(r["forward_ms"]) > 0 and float(r["inverse_ms"]) > 0 for r in written)
 
 
+def test_train_step_names_the_cpu_and_its_bf16_instructions():
+    bench = _load("train_step")
+    with_bf16 = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
+    assert bench.cpu_description(with_bf16).startswith("AMD EPYC 9R14, torch CPU capability ")
+    assert bench.cpu_description(with_bf16).endswith("bf16 instructions: avx512_bf16")
+    without = "model name\t: Old Xeon\nflags\t\t: fpu avx2 fma\n"
+    assert bench.cpu_description(without).endswith("bf16 instructions: none")
+    assert "bf16 instructions:" in bench.cpu_description()  # this machine's own
+
+
 def test_train_step_leaves_out_bases_that_do_not_fit_a_workload():
     """A basis whose defaults refuse a layer's shape (wht needs powers of two; MiniLM is 384 wide) is
     left out of that workload with the reason, instead of stopping the whole benchmark."""
