@@ -13,6 +13,23 @@
  * microseconds). Built without OpenMP, the kernels' `omp` pragmas are ignored: one thread. */
 #define MIN_BLOCKS_PER_THREAD 4
 
+/* Threads for a kernel that splits `blocks` token blocks among them: at most `requested` and
+ * `max`, none with fewer than MIN_BLOCKS_PER_THREAD blocks, at least one. */
+static inline int block_threads(int requested, int64_t blocks, int max) {
+    int threads = requested < max ? requested : max;
+    if (threads > blocks / MIN_BLOCKS_PER_THREAD) threads = (int)(blocks / MIN_BLOCKS_PER_THREAD);
+    return threads < 1 ? 1 : threads;
+}
+
+/* The tokens [*first, *last) of thread k of `threads`, which share `blocks` blocks of `block`
+ * tokens (the last block may be short: `tokens` in all). */
+static inline void thread_tokens(int64_t blocks, int k, int threads, int64_t block, int64_t tokens,
+                                 int64_t *first, int64_t *last) {
+    *first = blocks * k / threads * block;
+    *last = blocks * (k + 1) / threads * block;
+    if (*last > tokens) *last = tokens;
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SPECTRAL_PEFT_VECTOR 1

@@ -73,16 +73,13 @@ int sampled_product_f32(const float *a, int64_t lda, const float *b, int64_t ldb
                         int64_t entries, float *out, int threads) {
     const int64_t blocks = (tokens + TB - 1) / TB;
     if (blocks == 0 || entries == 0) return 0;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > blocks / MIN_BLOCKS_PER_THREAD) threads = (int)(blocks / MIN_BLOCKS_PER_THREAD);
-    if (threads < 1) threads = 1;
+    threads = block_threads(threads, blocks, MAX_THREADS);
     float *partial = calloc((size_t)entries * threads, sizeof(float));
     if (!partial) return -1;
     job_t jobs[MAX_THREADS];
     for (int k = 0; k < threads; k++) {
-        const int64_t first = blocks * k / threads * TB;
-        int64_t last = blocks * (k + 1) / threads * TB;
-        if (last > tokens) last = tokens;
+        int64_t first, last;
+        thread_tokens(blocks, k, threads, TB, tokens, &first, &last);
         jobs[k] = (job_t){a + first * lda, b + first * ldb, lda, ldb, last - first, q_width, p_width,
                           entries, ia, ib, partial + (size_t)entries * k, 0};
     }

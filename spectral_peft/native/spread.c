@@ -66,14 +66,11 @@ int spread_f32(const float *h, int64_t ldh, int64_t tokens, int64_t p_width, con
                int64_t q_width, int threads) {
     const int64_t blocks = (tokens + TB - 1) / TB;
     if (blocks == 0) return 0;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > blocks / MIN_BLOCKS_PER_THREAD) threads = (int)(blocks / MIN_BLOCKS_PER_THREAD);
-    if (threads < 1) threads = 1;
+    threads = block_threads(threads, blocks, MAX_THREADS);
     job_t jobs[MAX_THREADS];
     for (int k = 0; k < threads; k++) {
-        const int64_t first = blocks * k / threads * TB;
-        int64_t last = blocks * (k + 1) / threads * TB;
-        if (last > tokens) last = tokens;
+        int64_t first, last;
+        thread_tokens(blocks, k, threads, TB, tokens, &first, &last);
         jobs[k] = (job_t){h + first * ldh, out + first * ldo, ldh, ldo, last - first, p_width, q_width,
                           entries, src, dst, scale, 0};
     }
