@@ -10,10 +10,12 @@ They are memory-bound: the loops run over the tokens in chunks, so that the gath
 (chunk × entries) intermediates stay in the CPU's L2 cache instead of streaming tokens × entries
 floats through memory. (Measured on torch 2.13 CPU: ``index_select`` along the last dimension is
 the fastest gather for float32 — about 5x faster than for 8-byte types, so reading a bin's real and
-imaginary parts as one float64 does not pay — and ``index_add_`` the fastest scatter.) The sampled
-product of float32 CPU arrays runs in the compiled kernel of :mod:`spectral_peft.native.sampled`; elsewhere (a GPU,
-float64, no C compiler) it gathers, or for narrow arrays transposes ĝ and x̂ to feature-major and
-calls the sampled dense-dense kernel ``torch.sparse.sampled_addmm``.
+imaginary parts as one float64 does not pay — and ``index_add_`` the fastest scatter.) On float32
+CPU arrays both run in compiled kernels instead: the spread (forward and backward) in
+:mod:`spectral_peft.native.spread`, the sampled product in :mod:`spectral_peft.native.sampled`.
+Elsewhere (a GPU, float64, no C compiler) the spread gathers and scatters with those torch ops, and
+the sampled product gathers, or for narrow arrays transposes ĝ and x̂ to feature-major and calls
+the sampled dense-dense kernel ``torch.sparse.sampled_addmm``.
 """
 
 from __future__ import annotations
