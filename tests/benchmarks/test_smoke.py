@@ -121,3 +121,23 @@ def test_paired_ratio_is_the_t_interval_of_the_log_ratios():
     assert bench.verdict(0.85, 0.95) == "faster" and bench.verdict(1.01, 1.2) == "slower"
     with pytest.raises(ValueError, match="as many rounds"):
         bench.paired_ratio([1.0, 2.0], [1.0])
+
+
+def test_train_step_runs_every_method_once_per_round_in_a_fresh_seeded_order(monkeypatch):
+    bench = _load("train_step")
+    workload = bench.workloads(smoke=True)["stack"]
+    methods = ["base", "ours:dht", "ours:dct", "ours:identity", "ours:wavelet"]
+    original = bench.Runner.step
+
+    def timed_rounds():
+        calls = []
+        monkeypatch.setattr(bench.Runner, "step", lambda self, w, b: calls.append(self.method) or original(self, w, b))
+        bench.time_workload(workload, methods, repeats=6, warmup=1)
+        timed = calls[len(methods):]  # after one warm-up step per method
+        return [timed[k : k + len(methods)] for k in range(0, len(timed), len(methods))]
+
+    rounds = timed_rounds()
+    assert len(rounds) == 6 and all(sorted(r) == sorted(methods) for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # not one fixed order
+    assert len({(r[i - 1], r[i]) for r in rounds for i in range(1, len(r))}) > len(methods)  # neighbours vary
+    assert timed_rounds() == rounds  # seeded: a rerun times in the same orders
