@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 import torch
@@ -179,6 +180,28 @@ def rows(x: torch.Tensor) -> torch.Tensor:
     contiguous, as the kernels read them (a row stride wider than the row is fine); no copy unless needed."""
     flat = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # not -1: ambiguous for zero-width rows
     return flat if flat.stride(-1) == 1 else flat.contiguous()
+
+
+# id(index) -> (a weak reference to it, the (width, version) it was checked for, its int32 copy or
+# None when it is one already). (Tensors cannot be WeakKeyDictionary keys: their == is elementwise.)
+_checked_indices: dict[int, tuple[weakref.ref, tuple, torch.Tensor | None]] = {}
+
+
+def int32_indices(index: torch.Tensor, width: int, name: str) -> torch.Tensor:
+    """``index`` as a contiguous int32 tensor, once it is known to lie in 0..width−1: the kernels
+    index unchecked, so anything outside raises ValueError (naming ``name``). A route passes the
+    same index tensors on every call, so each is checked and converted once per width and kept;
+    an in-place change (which bumps the tensor's ``_version``) is checked again."""
+    key = (width, index._version)
+    seen = _checked_indices.get(id(index))
+    if seen is not None and seen[0]() is index and seen[1] == key:
+        return index if seen[2] is None else seen[2]
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= width):
+        raise ValueError(f"{name} must index 0..{width - 1}, got {int(index.min())}..{int(index.max())}")
+    converted = index.to(torch.int32).contiguous()
+    ref = weakref.ref(index, lambda _, i=id(index): _checked_indices.pop(i, None))
+    _checked_indices[id(index)] = (ref, key, None if converted is index else converted)
+    return converted
 
 
 def function(name: str, argtypes: list) -> "ctypes._CFuncPtr":

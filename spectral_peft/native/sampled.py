@@ -44,10 +44,7 @@ def sampled_product(
     a, b = library.rows(a), library.rows(b)
     if ia.shape != ib.shape or ia.dim() != 1:
         raise ValueError(f"ia and ib must be 1-D and of one length, got shapes {tuple(ia.shape)} and {tuple(ib.shape)}")
-    for name, index, width in (("ia", ia, a.shape[1]), ("ib", ib, b.shape[1])):
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= width):
-            raise ValueError(f"{name} must index 0..{width - 1} (the width of its array), got {int(index.min())}..{int(index.max())}")
-    ia32, ib32 = ia.to(torch.int32).contiguous(), ib.to(torch.int32).contiguous()
+    ia32, ib32 = library.int32_indices(ia, a.shape[1], "ia"), library.int32_indices(ib, b.shape[1], "ib")
     out = torch.zeros(ia32.numel(), dtype=torch.float32)
     status = library.function("sampled_product_f32", _ARGS)(
         a.data_ptr(), a.stride(0), b.data_ptr(), b.stride(0), a.shape[0], a.shape[1], b.shape[1],

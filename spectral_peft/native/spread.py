@@ -39,10 +39,7 @@ def spread(
         raise ValueError(f"src, dst and scale must be 1-D and of one length, got shapes "
                          f"{tuple(src.shape)}, {tuple(dst.shape)} and {tuple(scale.shape)}")
     h = library.rows(h)
-    for name, index, width in (("src", src, h.shape[1]), ("dst", dst, size)):
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= width):
-            raise ValueError(f"{name} must index 0..{width - 1}, got {int(index.min())}..{int(index.max())}")
-    src32, dst32 = src.to(torch.int32).contiguous(), dst.to(torch.int32).contiguous()
+    src32, dst32 = library.int32_indices(src, h.shape[1], "src"), library.int32_indices(dst, size, "dst")
     scale = scale.contiguous()
     out = torch.empty(h.shape[0], size, dtype=torch.float32)
     status = library.function("spread_f32", _ARGS)(

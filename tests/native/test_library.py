@@ -152,3 +152,25 @@ def _only_version_queries(run):
         assert cmd[1:] == ["--version"], f"rebuilt: {cmd}"
         return run(cmd, *args, **kwargs)
     return guarded
+
+
+def test_int32_indices_are_checked_and_converted_once_per_tensor_and_width():
+    import gc
+
+    index = torch.tensor([0, 5, 2, 7])
+    first = library.int32_indices(index, 8, "p")
+    assert first.dtype == torch.int32 and first.is_contiguous() and torch.equal(first.long(), index)
+    assert library.int32_indices(index, 8, "p") is first  # kept: no second check or copy
+    with pytest.raises(ValueError, match=r"p must index 0..6, got 0..7"):
+        library.int32_indices(index, 7, "p")  # another width is checked again
+    index[1] = 9  # an in-place change bumps the version: checked again
+    with pytest.raises(ValueError, match=r"q must index 0..7, got 0..9"):
+        library.int32_indices(index, 8, "q")
+    with pytest.raises(ValueError, match=r"p must index 0..7, got -1..7"):
+        library.int32_indices(torch.tensor([-1, 7]), 8, "p")
+    already = torch.tensor([3, 1], dtype=torch.int32)
+    assert library.int32_indices(already, 4, "p") is already
+    key = id(already)
+    del already
+    gc.collect()
+    assert key not in library._checked_indices  # the cache does not keep the tensors alive
