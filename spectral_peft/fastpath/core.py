@@ -112,6 +112,10 @@ class CoreProgram:
         """ŷ = α·x̂ K(c)ᵀ (T × Q)."""
         return spread(xh, self.p, self.q, self.rows, self.scale(c, alpha))
 
+    def forward_from_kept(self, kept: torch.Tensor, c: torch.Tensor, alpha: float) -> torch.Tensor:
+        """:meth:`forward` from the kept columns x̂[:, kept_columns] (T × distinct p)."""
+        return spread(kept, self.kept_p, self.q, self.rows, self.scale(c, alpha))
+
     def backward(self, gh: torch.Tensor, c: torch.Tensor, alpha: float) -> torch.Tensor:
         """ĝx = α·ĝ K(c) (T × P)."""
         return spread(gh, self.q, self.p, self.cols, self.scale(c, alpha))

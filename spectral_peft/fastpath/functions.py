@@ -157,10 +157,15 @@ class SparseLinear(torch.autograd.Function):
                 kept = x2.new_empty(x2.shape[0], core.kept_columns.numel(), dtype=precise)
             for chunk in plan.token_chunks(x2.shape[0]):  # every intermediate stays chunk-sized
                 xh = right.apply(x2[chunk].to(precise))
-                if kept is not None:
+                if kept is None:
+                    spectrum = core.forward(xh, coefficients, alpha)
+                    del xh
+                else:  # the spread reads the kept columns, narrower than x̂, which goes before ŷ exists
                     torch.index_select(xh, 1, core.kept_columns, out=kept[chunk])
-                y[chunk].add_(left.apply(core.forward(xh, coefficients, alpha)))
-                del xh
+                    del xh
+                    spectrum = core.forward_from_kept(kept[chunk], coefficients, alpha)
+                y[chunk].add_(left.apply(spectrum))
+                del spectrum
         ctx.save_for_backward(x, weight, coefficients, kept)
         return y.reshape(*x.shape[:-1], rows)
 
