@@ -35,9 +35,10 @@ _valid: dict[int, tuple[weakref.ref, tuple]] = {}
 
 def _check(positions: torch.Tensor, n: int, levels: int, width: int) -> None:
     """The kernel indexes with ``positions`` unchecked: refuse any that would reach outside."""
-    key = (n, levels, width, positions._version)  # _version: bumped by every in-place change
+    tracked = not positions.is_inference()  # an inference tensor has no version counter: checked every call
+    key = (n, levels, width, positions._version if tracked else None)  # _version: bumped by every in-place change
     seen = _valid.get(id(positions))
-    if seen is not None and seen[0]() is positions and seen[1] == key:
+    if tracked and seen is not None and seen[0]() is positions and seen[1] == key:
         return
     if levels < 1 or n % (1 << levels):
         raise ValueError(f"{levels} levels need a length divisible by 2**{levels}, got {n}")
@@ -46,8 +47,9 @@ def _check(positions: torch.Tensor, n: int, levels: int, width: int) -> None:
         raise ValueError(f"positions must be a contiguous 1-D int32 tensor of {size} columns, got {positions.dtype} {tuple(positions.shape)}")
     if int(positions.min()) < 0 or int(positions.max()) >= width:
         raise ValueError(f"positions must lie in 0..{width - 1}, got {int(positions.min())}..{int(positions.max())}")
-    ref = weakref.ref(positions, lambda _, i=id(positions): _valid.pop(i, None))
-    _valid[id(positions)] = (ref, key)
+    if tracked:
+        ref = weakref.ref(positions, lambda _, i=id(positions): _valid.pop(i, None))
+        _valid[id(positions)] = (ref, key)
 
 
 def _call(name: str, src: torch.Tensor, n: int, levels: int, lo, hi, positions, width: int, out_width: int):

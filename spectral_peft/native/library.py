@@ -191,14 +191,18 @@ def int32_indices(index: torch.Tensor, width: int, name: str) -> torch.Tensor:
     """``index`` as a contiguous int32 tensor, once it is known to lie in 0..width−1: the kernels
     index unchecked, so anything outside raises ValueError (naming ``name``). A route passes the
     same index tensors on every call, so each is checked and converted once per width and kept;
-    an in-place change (which bumps the tensor's ``_version``) is checked again."""
-    key = (width, index._version)
+    an in-place change (which bumps the tensor's ``_version``) is checked again. Inference tensors
+    (made under ``torch.inference_mode``) have no version counter and are checked on every call."""
+    tracked = not index.is_inference()  # an inference tensor has no version counter: checked every call
+    key = (width, index._version if tracked else None)
     seen = _checked_indices.get(id(index))
-    if seen is not None and seen[0]() is index and seen[1] == key:
+    if tracked and seen is not None and seen[0]() is index and seen[1] == key:
         return index if seen[2] is None else seen[2]
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= width):
         raise ValueError(f"{name} must index 0..{width - 1}, got {int(index.min())}..{int(index.max())}")
     converted = index.to(torch.int32).contiguous()
+    if not tracked:
+        return converted
     ref = weakref.ref(index, lambda _, i=id(index): _checked_indices.pop(i, None))
     _checked_indices[id(index)] = (ref, key, None if converted is index else converted)
     return converted

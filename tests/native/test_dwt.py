@@ -175,3 +175,23 @@ def test_positions_changed_in_place_after_a_valid_call_are_checked_again():
     positions[0] = 8
     with pytest.raises(ValueError, match=r"lie in 0..7"):
         dwt.analysis(x, lo, hi, positions, 1, 8)
+
+
+def test_positions_made_under_inference_mode_are_checked_on_every_call():
+    """Inference tensors have no version counter: nothing is remembered, every call checks."""
+    lo, hi = _filters("haar")
+    x = torch.randn(3, 8)
+    with torch.inference_mode():
+        positions = torch.arange(8, dtype=torch.int32)
+        assert dwt.analysis(x, lo, hi, positions, 1, 8) is not None
+        positions[0] = 8  # in place, and untracked
+        with pytest.raises(ValueError, match=r"lie in 0..7"):
+            dwt.analysis(x, lo, hi, positions, 1, 8)
+
+
+def test_an_operator_first_built_under_inference_mode_transforms_as_one_built_outside():
+    x = torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
+    expected = operators.DwtLevel("db2", 32).coefficients(x)
+    with torch.inference_mode():  # e.g. basis.forward(W) of a wavelet basis during evaluation
+        got = operators.DwtLevel("db2", 32).coefficients(x)
+    torch.testing.assert_close(got, expected)

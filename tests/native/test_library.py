@@ -174,3 +174,13 @@ def test_int32_indices_are_checked_and_converted_once_per_tensor_and_width():
     del already
     gc.collect()
     assert key not in library._checked_indices  # the cache does not keep the tensors alive
+
+
+def test_int32_indices_made_under_inference_mode_are_checked_on_every_call():
+    with torch.inference_mode():
+        index = torch.tensor([0, 5, 2])
+        assert torch.equal(library.int32_indices(index, 8, "p"), index.int())
+        index[1] = 8  # in place, and untracked: no version counter
+        with pytest.raises(ValueError, match=r"p must index 0..7, got 0..8"):
+            library.int32_indices(index, 8, "p")
+    assert id(index) not in library._checked_indices
