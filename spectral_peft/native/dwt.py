@@ -16,7 +16,6 @@ columns of its a_j[0 : L_j/2] and then of its d_j[0 : L_j/2].
 from __future__ import annotations
 
 import ctypes
-import weakref
 
 import torch
 
@@ -27,29 +26,16 @@ _ARGS = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes
 MAX_TAPS = 128  # as dwt.c
 
 
-# id(positions) -> (a weak reference to it, the (n, levels, width, version) it was found valid
-# for): an operator passes the same tensor on every call, so the range check runs once per
-# operator, not per call. (Tensors cannot be WeakKeyDictionary keys: their == is elementwise.)
-_valid: dict[int, tuple[weakref.ref, tuple]] = {}
-
-
 def _check(positions: torch.Tensor, n: int, levels: int, width: int) -> None:
-    """The kernel indexes with ``positions`` unchecked: refuse any that would reach outside."""
-    tracked = not positions.is_inference()  # an inference tensor has no version counter: checked every call
-    key = (n, levels, width, positions._version if tracked else None)  # _version: bumped by every in-place change
-    seen = _valid.get(id(positions))
-    if tracked and seen is not None and seen[0]() is positions and seen[1] == key:
-        return
+    """The kernel indexes with ``positions`` unchecked: refuse any that would reach outside. The
+    shape checks are cheap and run on every call; the range check (two reductions) once per tensor
+    and width (:func:`.library.int32_indices`)."""
     if levels < 1 or n % (1 << levels):
         raise ValueError(f"{levels} levels need a length divisible by 2**{levels}, got {n}")
     size = sum(n >> j for j in range(levels))
     if positions.dtype != torch.int32 or positions.dim() != 1 or positions.numel() != size or not positions.is_contiguous():
         raise ValueError(f"positions must be a contiguous 1-D int32 tensor of {size} columns, got {positions.dtype} {tuple(positions.shape)}")
-    if int(positions.min()) < 0 or int(positions.max()) >= width:
-        raise ValueError(f"positions must lie in 0..{width - 1}, got {int(positions.min())}..{int(positions.max())}")
-    if tracked:
-        ref = weakref.ref(positions, lambda _, i=id(positions): _valid.pop(i, None))
-        _valid[id(positions)] = (ref, key)
+    library.int32_indices(positions, width, "positions")
 
 
 def _call(name: str, src: torch.Tensor, n: int, levels: int, lo, hi, positions, width: int, out_width: int):

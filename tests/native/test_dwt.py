@@ -157,7 +157,7 @@ def test_positions_that_would_reach_outside_are_refused():
     x = torch.randn(3, 8)
     good = torch.arange(12, dtype=torch.int32)  # two levels: 8 + 4 columns
     assert dwt.analysis(x, lo, hi, good, 2, 12) is not None
-    with pytest.raises(ValueError, match=r"lie in 0..11"):
+    with pytest.raises(ValueError, match=r"positions must index 0..11"):
         dwt.analysis(x, lo, hi, good + 1, 2, 12)
     with pytest.raises(ValueError, match="12 columns"):
         dwt.analysis(x, lo, hi, good[:8], 2, 12)
@@ -173,7 +173,7 @@ def test_positions_changed_in_place_after_a_valid_call_are_checked_again():
     positions = torch.arange(8, dtype=torch.int32)
     assert dwt.analysis(x, lo, hi, positions, 1, 8) is not None  # found valid (and remembered)
     positions[0] = 8
-    with pytest.raises(ValueError, match=r"lie in 0..7"):
+    with pytest.raises(ValueError, match=r"positions must index 0..7"):
         dwt.analysis(x, lo, hi, positions, 1, 8)
 
 
@@ -185,7 +185,7 @@ def test_positions_made_under_inference_mode_are_checked_on_every_call():
         positions = torch.arange(8, dtype=torch.int32)
         assert dwt.analysis(x, lo, hi, positions, 1, 8) is not None
         positions[0] = 8  # in place, and untracked
-        with pytest.raises(ValueError, match=r"lie in 0..7"):
+        with pytest.raises(ValueError, match=r"positions must index 0..7"):
             dwt.analysis(x, lo, hi, positions, 1, 8)
 
 
