@@ -222,7 +222,7 @@ class SpectralAdapter(nn.Module):
                     f"weight's dtype ({self.base_layer.weight.dtype}) or under autocast, got {x.dtype} on "
                     f"{x.device}; use route='auto' or 'reference'"
                 )
-            if route in ("merged", "sparse", "traced") and self.plan() is None:
+            if route in ("merged", "sparse", "compact", "traced") and self.plan() is None:
                 raise ValueError(
                     f"route {route!r} needs a factorization of basis {self.basis.name!r}, which has none; "
                     "use 'dense' (or 'auto')"
@@ -269,7 +269,8 @@ class SpectralAdapter(nn.Module):
         plan = self.plan()
         if route == "merged":
             return MergedLinear.apply(x, weight, bias, self.coefficients, plan, self.alpha, self._delta_no_grad, dtype)
-        return SparseLinear.apply(x, weight, bias, self.coefficients, plan, self.alpha, dtype)
+        program = plan.compact() if route == "compact" else plan
+        return SparseLinear.apply(x, weight, bias, self.coefficients, program, self.alpha, dtype)
 
     @torch.no_grad()
     def _delta_no_grad(self) -> torch.Tensor:

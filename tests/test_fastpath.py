@@ -1,7 +1,7 @@
 """Every route of the adapter agrees with the definition, for every registered basis.
 
 The reference is y = x (W0 + ΔW)ᵀ + b with ΔW = ``delta_weight()`` differentiated by plain
-autograd. Each route ("dense", and "merged"/"sparse" where the basis has a factorization, and
+autograd. Each route ("dense", and "merged"/"sparse"/"compact"/"traced" where the basis has a factorization, and
 "auto") must reproduce y and the gradients of x, the coefficients and (when unfrozen) the bias
 and W0, in float64 to ~1e-9, on hypothesis-drawn shapes (square, non-square, odd where the basis
 allows). Parametrized over ``list_bases()``: a newly registered basis is covered with no edit.
@@ -89,7 +89,7 @@ VARIANT_IDS = [_variant_id(n, o) for n, o in VARIANTS]
 
 
 def _routes(adapter) -> list[str]:
-    return ["dense"] + (["merged", "sparse", "traced"] if adapter.plan() is not None else [])
+    return ["dense"] + (["merged", "sparse", "compact", "traced"] if adapter.plan() is not None else [])
 
 
 def _make(basis, shape, n, seed, dtype=torch.float64, bias=True, alpha=1.3):
@@ -200,7 +200,7 @@ def test_routes_match_reference(basis, data, seed):
         _assert_same(_run(adapter, x, g, route), expected, what=f"{basis!r} {shape} route={route}")
 
 
-@pytest.mark.parametrize("route", ["dense", "merged", "sparse"])
+@pytest.mark.parametrize("route", ["dense", "merged", "sparse", "compact"])
 def test_unfrozen_base_and_input_without_grad(basis, route):
     """Gradients of W0 and b when someone unfreezes them; no x gradient when x needs none."""
     shape = next(s for s in [(8, 12), (12, 8), (8, 8), (6, 10), (8, 16)] if _supports(basis, s))
@@ -434,7 +434,7 @@ def test_user_basis_takes_the_sparse_route_under_auto():
         x, g = randn(4, 9, seed=1), randn(4, 6, seed=2)
         adapter.route = "auto"
         _assert_same(_run(adapter, x, g), _reference(adapter, x, g), what="auto")
-        assert adapter.last_route in ("sparse", "merged")
+        assert adapter.last_route in ("sparse", "compact", "merged")
     finally:
         unregister_basis("test_hartley_cosine")
 
@@ -464,7 +464,41 @@ def test_the_sparse_route_keeps_the_few_columns_it_reads_for_the_gradient(basis,
         assert x_rows == 111, "x is transformed once (forward), not again for the gradient"
 
 
-@pytest.mark.parametrize("route", ["merged", "sparse"])
+def test_the_compact_program_is_the_factorization_restricted_to_the_functions_it_touches(basis):
+    """L_used · K'(c) · R_kept, read back densely from the compact program's operators, is ΔW/α as
+    ``delta_weight()`` defines it (through the basis's own inverse), and R_kept / L_used have only
+    the columns and rows of the distinct p and q of the entries."""
+    shape = next(s for s in [(16, 24), (24, 16), (16, 16), (12, 20), (16, 32)] if _supports(basis, s))
+    adapter = _make(basis, shape, 13, seed=41)
+    plan = adapter.plan()
+    if plan is None:
+        return  # no factorization, no compact route
+    program = plan.compact()
+    core = program.core
+    kept, used = plan.core.kept_columns.numel(), torch.unique(plan.core.q).numel()
+    assert (program.right.size_out, program.right.size_in) == (kept, shape[1])
+    assert (program.left.size_out, program.left.size_in) == (shape[0], used)
+    assert (core.cols, core.rows) == (kept, used) and core.keeps_columns == (2 * kept <= shape[1])
+    r_kept = program.right.adjoint(torch.eye(kept, dtype=torch.float64))  # kept × N
+    l_used = program.left.apply(torch.eye(used, dtype=torch.float64)).T  # M × used
+    reduced = torch.zeros(used, kept, dtype=torch.float64)
+    reduced.index_put_((core.q, core.p), core.scale(adapter.coefficients.detach(), 1.0), accumulate=True)
+    torch.testing.assert_close(l_used @ reduced @ r_kept, adapter.delta_weight().detach() / adapter.alpha,
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_the_compact_program_stops_reading_functions_past_its_limit(basis):
+    """``compact(limit)`` is None exactly when R_kept and L_used have more than ``limit`` nonzeros."""
+    shape = next(s for s in [(16, 24), (24, 16), (16, 16), (12, 20), (16, 32)] if _supports(basis, s))
+    if _make(basis, shape, 13, seed=43).plan() is None:
+        return
+    nnz = _make(basis, shape, 13, seed=43).plan().compact().nnz
+    assert nnz > 0
+    assert _make(basis, shape, 13, seed=43).plan().compact(limit=nnz - 1) is None
+    assert _make(basis, shape, 13, seed=43).plan().compact(limit=nnz).nnz == nnz
+
+
+@pytest.mark.parametrize("route", ["merged", "sparse", "compact"])
 def test_routes_over_many_token_chunks(basis, route, monkeypatch):
     """The routes process tokens in chunks; force many small chunks and compare again."""
     import spectral_peft.fastpath.core as core
@@ -576,7 +610,7 @@ def test_routes_in_half_precision_keep_float32_coefficients(basis, dtype, mode):
         assert xx.grad.dtype == x.dtype and adapter.coefficients.grad.dtype == torch.float32, route
         actual = (y.double(), xx.grad.double(), adapter.coefficients.grad.double(), None, None)
         _assert_same(actual, expected, tol=HALF_TOL[dtype], what=f"{mode} {dtype} route={route}")
-        if route in ("merged", "sparse"):
+        if route in ("merged", "sparse", "compact"):
             assert adapter.last_route == route  # the fast route itself ran, no fallback
 
 

@@ -26,6 +26,7 @@ import torch
 
 from ..native import sampled as native_sampled
 from ..native import spread as native_spread
+from ..operators import OP_OVERHEAD
 
 # Gathered chunks of about CHUNK_ELEMENTS floats (≈ 2 MiB in float32: L2 and a slice of L3).
 CHUNK_ELEMENTS = 1 << 19
@@ -39,6 +40,22 @@ CHUNK_ELEMENTS = 1 << 19
 # to 1.004x LoRA (0.98x at 6 MiB).
 TOKEN_CHUNK_ELEMENTS = 1 << 19
 GRADIENT_CHUNK_ELEMENTS = 3 << 19
+
+# Rough costs of the core's products in seconds (2-core x86 CPU), for the cost model of .plan:
+SAMPLED_NS = 1.15e-9  # per token and entry of the sampled product with torch kernels (two gathers, multiply, sum)
+NATIVE_SAMPLED_NS = 0.09e-9  # ... with the compiled kernel (spectral_peft.native.sampled), per token and entry
+NATIVE_TRANSPOSE_NS = 0.2e-9  # ... plus its in-cache transposes, per token and feature of ĝ and x̂
+SPREAD_NS = 2.0e-9  # per token and entry of a gather-scale-scatter with torch kernels
+NATIVE_SPREAD_NS = 0.09e-9  # ... with the compiled kernel (spectral_peft.native.spread), plus its in-cache transposes
+
+
+def spread_cost(tokens: int, entries: int, widths: int, native: bool) -> float:
+    """Estimated seconds of one :func:`spread` of ``entries`` over ``tokens`` rows whose input and
+    output widths add up to ``widths`` (the compiled kernel transposes both in cache)."""
+    calls = 1 + tokens * entries // (1 << 18)
+    if native:
+        return tokens * (entries * NATIVE_SPREAD_NS + widths * NATIVE_TRANSPOSE_NS) + 2 * calls * OP_OVERHEAD
+    return tokens * entries * SPREAD_NS + 4 * calls * OP_OVERHEAD
 
 
 def _chunk_rows(tokens: int, width: int) -> int:
@@ -84,8 +101,9 @@ def sampled(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor
 class CoreProgram:
     """The entries (q, p, j, w) of a core on the adapter's device; ``n`` coefficients, Q × P core."""
 
-    def __init__(self, q, p, j, w, n: int, rows: int, cols: int):
+    def __init__(self, q, p, j, w, n: int, rows: int, cols: int, input_width: int | None = None):
         self.n, self.rows, self.cols = n, rows, cols  # rows = Q (ĝ / ŷ width), cols = P (x̂ width)
+        self.input_width = cols if input_width is None else input_width  # what keeps_columns compares with
         self.q, self.p, self.j, self.w = q, p, j, w
         self.direct = q.numel() == n and bool(torch.equal(j.cpu(), torch.arange(n)))
         # the distinct columns of x̂ the entries read, and each entry's column among them
@@ -94,10 +112,11 @@ class CoreProgram:
     @property
     def keeps_columns(self) -> bool:
         """Whether the sparse route keeps x̂[:, kept_columns] from its forward pass for the gradient:
-        when the entries read at most half of x̂'s columns (the kept array then costs at most half
-        the input's floats; it saves transforming x again in backward). 1,000 coefficients of a
-        4,096² layer read 890–1,590 of its 4,098 columns, depending on the basis."""
-        return 2 * self.kept_columns.numel() <= self.cols
+        when the entries read at most half of ``input_width`` columns (x̂'s width P by default, about
+        the input's; the compact route's reduced core, whose x̂ is only the kept columns, compares
+        with x's width N). It saves transforming x again in backward. 1,000 coefficients of a 4,096²
+        layer read 880–1,590 columns, depending on the basis."""
+        return 2 * self.kept_columns.numel() <= self.input_width
 
     @property
     def entries(self) -> int:

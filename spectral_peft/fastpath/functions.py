@@ -138,6 +138,10 @@ class MergedLinear(torch.autograd.Function):
 class SparseLinear(torch.autograd.Function):
     """y = x W0ᵀ + b + α·left(K(c)·right(x)); never forms ΔW.
 
+    ``plan`` is the adapter's :class:`.plan.AdapterPlan` (the ``sparse`` route) or its
+    :class:`.compact.CompactProgram` (the ``compact`` route: left, right and K restricted to the
+    basis functions the entries touch); both give ``left``, ``right``, ``core`` and ``token_chunks``.
+
     Where the core reads few columns of x̂ (:meth:`.core.CoreProgram.keeps_columns`), the forward
     keeps those columns (tokens × distinct p, at most half of x's size) for the coefficient
     gradient, which then does not transform x again.
@@ -179,7 +183,7 @@ class SparseLinear(torch.autograd.Function):
             g2, x2 = _flat(g, rows), _flat(x, cols)
             gx, gw, gb = _linear_grads(ctx, g2, x2, weight, weight.dtype, ctx.bias_dtype)
             want_c = ctx.needs_input_grad[3]
-            gc = coefficients.new_zeros(plan.n) if want_c else None
+            gc = coefficients.new_zeros(plan.core.n) if want_c else None
             if gx is not None or want_c:
                 core, left, right = plan.core, plan.left, plan.right
                 precise = coefficients.dtype

@@ -33,16 +33,12 @@ from ..factorization import Entries, Factorization
 from .. import native
 from ..operators import FFT_NS, OP_OVERHEAD, PASS_NS
 from . import core as _core
-from .core import CoreProgram
+from .compact import CompactProgram
+from .core import NATIVE_SAMPLED_NS, NATIVE_SPREAD_NS, NATIVE_TRANSPOSE_NS, SAMPLED_NS, SPREAD_NS, CoreProgram, spread_cost
 
-ROUTES = ("auto", "reference", "dense", "merged", "sparse", "traced")
+ROUTES = ("auto", "reference", "dense", "merged", "sparse", "compact", "traced")
 
 MATMUL_NS = 0.023e-9  # per multiply-add of a large float32 matmul (one x86 core)
-SAMPLED_NS = 1.15e-9  # per token and entry of the sampled product with torch kernels (two gathers, multiply, sum)
-NATIVE_SAMPLED_NS = 0.09e-9  # ... with the compiled kernel (spectral_peft.native.sampled), per token and entry
-NATIVE_TRANSPOSE_NS = 0.2e-9  # ... plus its in-cache transposes, per token and feature of ĝ and x̂
-SPREAD_NS = 2.0e-9  # per token and entry of a gather-scale-scatter with torch kernels
-NATIVE_SPREAD_NS = 0.09e-9  # ... with the compiled kernel (spectral_peft.native.spread), plus its in-cache transposes
 # A token chunk may exceed its budget by 5%: an FFT basis's arrays are n + 2 wide, and a strict
 # budget made 512 tokens of a 4,096-wide layer 5 chunks of 103 instead of 4 of 128.
 BUDGET_SLACK = 1.05
@@ -94,11 +90,31 @@ class AdapterPlan:
         each within ``budget`` floats (default ``core.TOKEN_CHUNK_ELEMENTS``) give or take
         ``BUDGET_SLACK``, of equal size (no short tail), at least 32 tokens."""
         width = max(self.core_rows, self.core_cols, self.rows, self.cols)
+        return self.chunks_of_width(tokens, budget, width)
+
+    @staticmethod
+    def chunks_of_width(tokens: int, budget: int | None, width: int):
+        """:meth:`token_chunks` for arrays at most ``width`` wide."""
         budget = _core.TOKEN_CHUNK_ELEMENTS if budget is None else budget
         count = max(1, math.ceil(tokens * width / (BUDGET_SLACK * budget)))
         step = max(32, -(-tokens // count))
         for start in range(0, tokens, step):
             yield slice(start, min(start + step, tokens))
+
+    def compact(self, limit: float | None = None) -> CompactProgram | None:
+        """The compact route's program (:mod:`.compact`), built once; None if its two sparse
+        transforms have more than ``limit`` nonzeros (None: any number, as when the route is forced)."""
+        memo = self.__dict__.setdefault("_compact", {})
+        if "program" in memo:
+            return memo["program"]
+        if limit is not None and memo.get("denser_than", -1.0) >= limit:
+            return None
+        program = CompactProgram.build(self, limit)
+        if program is None:
+            memo["denser_than"] = max(limit, memo.get("denser_than", -1.0))
+        else:
+            memo["program"] = program
+        return program
 
     def coefficient_grad(self, g2: torch.Tensor, x2: torch.Tensor, alpha: float) -> torch.Tensor:
         """∂L/∂c from output gradients g2 (T × M) and inputs x2 (T × N), chunk by chunk, in the plan's dtype."""
@@ -132,10 +148,14 @@ def delta_cost(rows: int, cols: int, plan: AdapterPlan | None) -> float:
 def route_costs(tokens: int, rows: int, cols: int, grad_input: bool, plan: AdapterPlan | None) -> dict[str, float]:
     """Estimated extra seconds per training step of each route, beyond the frozen layer's own matmuls.
 
-    dense:  ΔW with graph + its backward + the recompute for gx, and the gᵀx matmul.
-    merged: ΔW + its recompute, the transforms of x and g, the sampled product over the entries.
-    sparse: forward transform of x, spread, inverse transform; backward transform of g, the
-            sampled product (x transformed again), and for gx the spread and adjoint transform.
+    dense:   ΔW with graph + its backward + the recompute for gx, and the gᵀx matmul.
+    merged:  ΔW + its recompute, the transforms of x and g, the sampled product over the entries.
+    sparse:  forward transform of x, spread, inverse transform; backward transform of g, the
+             sampled product (x transformed again unless its few read columns were kept), and
+             for gx the spread and adjoint transform.
+    compact: the same with the transforms restricted to the basis functions the entries touch,
+             as spreads over their nonzeros (:mod:`.compact`); priced only when those are fewer
+             than the full transforms could justify.
     """
     t = max(tokens, 1)
     delta = delta_cost(rows, cols, plan)
@@ -146,21 +166,37 @@ def route_costs(tokens: int, rows: int, cols: int, grad_input: bool, plan: Adapt
         return costs
     fast = native.handles(plan.device, plan.dtype)
     right, left = plan.right.cost(t, fast), plan.left.cost(t, fast)
-    chunks = 1 + t * plan.entries // (1 << 18)
-    if fast:  # each kernel transposes blocks of ĝ / x̂ in cache, then works on contiguous rows
-        transposes = t * (plan.core_rows + plan.core_cols) * NATIVE_TRANSPOSE_NS
-        sampled = t * plan.entries * NATIVE_SAMPLED_NS + transposes + 2 * chunks * OP_OVERHEAD  # + ctypes call, index checks
-        spread = t * plan.entries * NATIVE_SPREAD_NS + transposes + 2 * chunks * OP_OVERHEAD
-    else:
-        sampled = t * plan.entries * SAMPLED_NS + 5 * chunks * OP_OVERHEAD
-        spread = t * plan.entries * SPREAD_NS + 4 * chunks * OP_OVERHEAD
+    sampled, _ = _core_costs(t, plan.core, fast)
     costs["merged"] = delta + recompute + right + left + sampled + 8 * OP_OVERHEAD
-    sparse = right + spread + left + t * rows * PASS_NS  # forward
-    sparse += left + right + sampled  # backward: transform g, transform x again, sampled product
-    if grad_input:
-        sparse += spread + right + t * cols * PASS_NS
-    costs["sparse"] = (NATIVE_SPARSE_OVERHEAD if fast else SPARSE_OVERHEAD) * sparse + 10 * OP_OVERHEAD
+    costs["sparse"] = _sparse_cost(t, plan, plan, grad_input, fast)
+    # the compact route pays off only where its transforms cost less than the full ones
+    per_token = (plan.right.cost(1024, fast) + plan.left.cost(1024, fast)) / 1024
+    compact = plan.compact(limit=per_token / (NATIVE_SPREAD_NS if fast else SPREAD_NS))
+    if compact is not None:
+        costs["compact"] = _sparse_cost(t, plan, compact, grad_input, fast)
     return costs
+
+
+def _core_costs(t: int, core: CoreProgram, fast: bool) -> tuple[float, float]:
+    """(sampled product, spread) of ``core`` over ``t`` tokens, in estimated seconds."""
+    chunks = 1 + t * core.entries // (1 << 18)
+    widths = core.rows + core.cols
+    if fast:  # each kernel transposes blocks of ĝ / x̂ in cache, then works on contiguous rows
+        sampled = t * (core.entries * NATIVE_SAMPLED_NS + widths * NATIVE_TRANSPOSE_NS) + 2 * chunks * OP_OVERHEAD
+    else:
+        sampled = t * core.entries * SAMPLED_NS + 5 * chunks * OP_OVERHEAD
+    return sampled, spread_cost(t, core.entries, widths, fast)
+
+
+def _sparse_cost(t: int, plan: AdapterPlan, program, grad_input: bool, fast: bool) -> float:
+    """The sparse route's estimated seconds for ``program`` (the plan itself, or its compact program)."""
+    right, left = program.right.cost(t, fast), program.left.cost(t, fast)
+    sampled, spread = _core_costs(t, program.core, fast)
+    cost = right + spread + left + t * plan.rows * PASS_NS  # forward
+    cost += left + sampled + (0.0 if program.core.keeps_columns else right)  # backward: transform g (and x)
+    if grad_input:
+        cost += spread + right + t * plan.cols * PASS_NS
+    return (NATIVE_SPARSE_OVERHEAD if fast else SPARSE_OVERHEAD) * cost + 10 * OP_OVERHEAD
 
 
 def choose_route(tokens: int, rows: int, cols: int, grad_input: bool, plan: AdapterPlan | None) -> str:

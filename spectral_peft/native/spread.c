@@ -7,8 +7,8 @@
  * and a scatter-add. Here each thread takes a range of tokens in blocks of TB: the block of h is
  * copied feature-major into a buffer (8 x 8 register transposes), each entry adds scale[e] times
  * one contiguous TB-long row to another in a second buffer, and that buffer is copied back
- * token-major into out. Threads write disjoint rows of out: results do not depend on the thread
- * count.
+ * token-major into out. Entries sorted by destination (as the compact route's gathers are) run
+ * from registers. Threads write disjoint rows of out: results do not depend on the thread count.
  *
  * Returns 0, or -1 if a buffer could not be allocated (the caller then uses its torch route).
  */
@@ -38,21 +38,47 @@ static void run(job_t *job) {
         free(h_block), free(o_block);
         return;
     }
-    /* Columns of o_block that no entry writes stay zero from here on. */
+    /* Columns of o_block that no entry writes stay zero from here on. With more entries than
+     * output columns, zeroing the whole block per token block is the cheaper of the two. */
+    const int zero_all = job->entries > job->q_width;
     memset(o_block, 0, sizeof(float) * TB * (size_t)job->q_width);
     for (int64_t t0 = 0; t0 < job->tokens; t0 += TB) {
         const int64_t rows = job->tokens - t0 < TB ? job->tokens - t0 : TB;
         load_block(job->h + t0 * job->ldh, job->ldh, rows, job->p_width, h_block, TB);
-        for (int64_t e = 0; e < job->entries; e++) memset(o_block + (int64_t)job->dst[e] * TB, 0, sizeof(float) * TB);
-        for (int64_t e = 0; e < job->entries; e++) {
-            const float *x = h_block + (int64_t)job->src[e] * TB;
+        if (zero_all)
+            memset(o_block, 0, sizeof(float) * TB * (size_t)job->q_width);
+        else
+            for (int64_t e = 0; e < job->entries; e++) memset(o_block + (int64_t)job->dst[e] * TB, 0, sizeof(float) * TB);
+        /* Consecutive entries with one destination (a run) accumulate in registers, alternating
+         * between two accumulators so that successive multiply-adds do not wait on each other. */
+        for (int64_t e = 0; e < job->entries;) {
             float *y = o_block + (int64_t)job->dst[e] * TB;
+            const int32_t d = job->dst[e];
 #ifdef SPECTRAL_PEFT_VECTOR
-            const __m256 s = _mm256_set1_ps(job->scale[e]);
-            _mm256_store_ps(y, _mm256_fmadd_ps(s, _mm256_load_ps(x), _mm256_load_ps(y)));
-            _mm256_store_ps(y + 8, _mm256_fmadd_ps(s, _mm256_load_ps(x + 8), _mm256_load_ps(y + 8)));
+            __m256 a0 = _mm256_load_ps(y), a1 = _mm256_load_ps(y + 8);
+            __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+            for (;;) {
+                const float *x = h_block + (int64_t)job->src[e] * TB;
+                const __m256 s = _mm256_set1_ps(job->scale[e]);
+                a0 = _mm256_fmadd_ps(s, _mm256_load_ps(x), a0);
+                a1 = _mm256_fmadd_ps(s, _mm256_load_ps(x + 8), a1);
+                if (++e >= job->entries || job->dst[e] != d) break;
+                const float *x2 = h_block + (int64_t)job->src[e] * TB;
+                const __m256 s2 = _mm256_set1_ps(job->scale[e]);
+                b0 = _mm256_fmadd_ps(s2, _mm256_load_ps(x2), b0);
+                b1 = _mm256_fmadd_ps(s2, _mm256_load_ps(x2 + 8), b1);
+                if (++e >= job->entries || job->dst[e] != d) break;
+            }
+            _mm256_store_ps(y, _mm256_add_ps(a0, b0));
+            _mm256_store_ps(y + 8, _mm256_add_ps(a1, b1));
 #else
-            for (int k = 0; k < TB; k++) y[k] += job->scale[e] * x[k];
+            float acc[TB];
+            for (int k = 0; k < TB; k++) acc[k] = y[k];
+            do {
+                const float *x = h_block + (int64_t)job->src[e] * TB;
+                for (int k = 0; k < TB; k++) acc[k] += job->scale[e] * x[k];
+            } while (++e < job->entries && job->dst[e] == d);
+            for (int k = 0; k < TB; k++) y[k] = acc[k];
 #endif
         }
         store_block(o_block, TB, rows, job->q_width, job->out + t0 * job->ldo, job->ldo);

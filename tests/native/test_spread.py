@@ -2,7 +2,8 @@
 
 out[t, q] = Σ_{e: dst_e = q} scale_e · h[t, src_e] (zero where no entry lands), checked in float64
 on hypothesis-drawn token counts (across the kernel's 16-token blocks and 8-wide tiles), widths,
-entry lists with repeated sources and destinations, row strides and thread counts; the fallbacks;
+entry lists with repeated sources and destinations (in drawn order or sorted into runs of one
+destination), row strides and thread counts; the fallbacks;
 and the sparse route through it against the route without it.
 """
 
@@ -43,10 +44,14 @@ def _inputs(tokens, p_width, size, entries, pad, seed):
     entries=st.integers(0, 60),
     pad=st.integers(0, 3),
     threads=st.integers(1, 5),
+    by_destination=st.booleans(),
     seed=seeds,
 )
-def test_equals_the_sum(tokens, p_width, size, entries, pad, threads, seed):
+def test_equals_the_sum(tokens, p_width, size, entries, pad, threads, by_destination, seed):
     h, src, dst, scale = _inputs(tokens, p_width, size, entries, pad, seed)
+    if by_destination:  # runs of one destination, of odd and even lengths (added in registers)
+        order = torch.argsort(dst, stable=True)
+        src, dst, scale = src[order], dst[order], scale[order]
     with torch_threads(threads):
         got = spread.spread(h, src, dst, size, scale)
     assert got is not None and got.dtype == torch.float32 and got.shape == (tokens, size) and got.is_contiguous()
