@@ -65,9 +65,9 @@ class SpectralAdapter(nn.Module):
 
     Attributes:
         route: how the forward/backward pass is computed: ``"auto"`` (default), ``"reference"``,
-            ``"dense"``, ``"merged"`` or ``"sparse"`` (see :mod:`spectral_peft.fastpath.plan`). Set it
-            on an instance, or on the class for every adapter; :func:`spectral_peft.set_route` sets
-            it on every adapter of a model. The fast routes need an ``nn.Linear``/``Conv1D`` base
+            ``"dense"``, ``"merged"``, ``"sparse"`` or ``"compact"`` (see
+            :mod:`spectral_peft.fastpath.plan`). Set it on an instance, or on the class for every
+            adapter; :func:`spectral_peft.set_route` sets it on every adapter of a model. The fast routes need an ``nn.Linear``/``Conv1D`` base
             and activations on its device (in its dtype, or any dtype under autocast); ``"auto"``
             falls back to ``"reference"`` otherwise. Under ``torch.compile``, ``"auto"`` takes
             ``"traced"`` (the sparse product in plain torch ops) so that the compiler sees no

@@ -331,7 +331,7 @@ def set_route(model: nn.Module, route: str) -> nn.Module:
     """Force how every spectral adapter of ``model`` computes its forward/backward pass.
 
     ``route`` is one of ``spectral_peft.fastpath.ROUTES``: ``"auto"`` (the default: chosen per layer
-    by shape and token count), ``"reference"``, ``"dense"``, ``"merged"`` or ``"sparse"``. All routes
+    by shape and token count), ``"reference"``, ``"dense"``, ``"merged"``, ``"sparse"`` or ``"compact"``. All routes
     are exact; the choice only changes speed and memory. Returns ``model``.
     """
     from .fastpath.plan import ROUTES

@@ -3,7 +3,8 @@
 The dense update ΔW = α·B⁻¹(S) need not be rebuilt and multiplied on every step: when the basis
 declares a factorization (:meth:`spectral_peft.bases.SpectralBasis.factorization`, built from the
 1-D operators of :mod:`spectral_peft.operators`), x ΔWᵀ and every gradient can be computed from
-1-D transforms of the activations and the n coefficients alone (:mod:`.functions`, :mod:`.core`),
+1-D transforms of the activations and the n coefficients alone (:mod:`.functions`, :mod:`.core`;
+restricted to the touched basis functions where those are compactly supported, :mod:`.compact`),
 and the adapter picks, per layer and per input shape, the cheapest exact route (:mod:`.plan`).
 
 This package knows operators and routes only: it never names a basis. A basis whose

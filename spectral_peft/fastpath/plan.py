@@ -4,7 +4,7 @@ Routes (``SpectralAdapter.route``):
 
 * ``"auto"``       one matmul with a cached W0 + ΔW when no coefficient gradient is needed (no_grad
                    inference, or frozen coefficients; ``last_route == "cached"``); otherwise the
-                   cheapest of dense / merged / sparse by the cost model below. Inputs the fast routes
+                   cheapest of dense / merged / sparse / compact by the cost model below. Inputs the fast routes
                    do not handle (a non-Linear base, activations on another device) take
                    ``"reference"``. Under ``torch.compile`` it takes ``"traced"``: the sparse product
                    written with plain differentiable torch ops (:func:`.functions.sparse_delta_output`),
@@ -13,6 +13,9 @@ Routes (``SpectralAdapter.route``):
 * ``"dense"``      :class:`.functions.DenseLinear` (any basis).
 * ``"merged"``     :class:`.functions.MergedLinear` (bases with a factorization).
 * ``"sparse"``     :class:`.functions.SparseLinear` (bases with a factorization).
+* ``"compact"``    :class:`.functions.SparseLinear` with the transforms restricted to the basis
+                   functions the entries touch, as sparse matrices (:mod:`.compact`); chosen where
+                   those functions have compact support (wavelets, patchwise blocks).
 
 The cost model counts, per training step and beyond the frozen layer's own two matmuls (forward
 x W0ᵀ and backward g W0), the extra work of each route in estimated seconds: matmul FMAs, FFT-like
@@ -34,7 +37,8 @@ from .. import native
 from ..operators import FFT_NS, OP_OVERHEAD, PASS_NS
 from . import core as _core
 from .compact import CompactProgram
-from .core import NATIVE_SAMPLED_NS, NATIVE_SPREAD_NS, NATIVE_TRANSPOSE_NS, SAMPLED_NS, SPREAD_NS, CoreProgram, spread_cost
+from .core import NATIVE_SAMPLED_NS, NATIVE_SPREAD_NS, NATIVE_TRANSPOSE_NS, SAMPLED_NS, SPREAD_NS
+from .core import CoreProgram, spread_cost
 
 ROUTES = ("auto", "reference", "dense", "merged", "sparse", "compact", "traced")
 
