@@ -81,6 +81,8 @@ def _nonzeros(vectors_of, indices: torch.Tensor, width: int, limit: float | None
         if limit is not None and total > limit:
             return None
         parts.append((function + start, position, dense[function, position]))
+    if not parts:  # no entries at all
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.float64)
     return tuple(torch.cat(column) for column in zip(*parts))
 
 
