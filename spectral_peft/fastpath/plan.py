@@ -4,8 +4,8 @@ Routes (``SpectralAdapter.route``):
 
 * ``"auto"``       one matmul with a cached W0 + ΔW when no coefficient gradient is needed (no_grad
                    inference, or frozen coefficients; ``last_route == "cached"``); otherwise the
-                   cheapest of dense / merged / sparse / compact by the cost model below. Inputs the fast routes
-                   do not handle (a non-Linear base, activations on another device) take
+                   cheapest of dense / merged / sparse / compact by the cost model below. Inputs the
+                   fast routes do not handle (a non-Linear base, activations on another device) take
                    ``"reference"``. Under ``torch.compile`` it takes ``"traced"``: the sparse product
                    written with plain differentiable torch ops (:func:`.functions.sparse_delta_output`),
                    so the compiler sees the whole step (``"reference"`` for a basis without factorization).
