@@ -101,9 +101,9 @@ def sampled(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor
 class CoreProgram:
     """The entries (q, p, j, w) of a core on the adapter's device; ``n`` coefficients, Q × P core."""
 
-    def __init__(self, q, p, j, w, n: int, rows: int, cols: int, input_width: int | None = None):
+    def __init__(self, q, p, j, w, n: int, rows: int, cols: int, may_keep: bool = True):
         self.n, self.rows, self.cols = n, rows, cols  # rows = Q (ĝ / ŷ width), cols = P (x̂ width)
-        self.input_width = cols if input_width is None else input_width  # what keeps_columns compares with
+        self.may_keep = may_keep
         self.q, self.p, self.j, self.w = q, p, j, w
         self.direct = q.numel() == n and bool(torch.equal(j.cpu(), torch.arange(n)))
         # the distinct columns of x̂ the entries read, and each entry's column among them
@@ -112,11 +112,11 @@ class CoreProgram:
     @property
     def keeps_columns(self) -> bool:
         """Whether the sparse route keeps x̂[:, kept_columns] from its forward pass for the gradient:
-        when the entries read at most half of ``input_width`` columns (x̂'s width P by default, about
-        the input's; the compact route's reduced core, whose x̂ is only the kept columns, compares
-        with x's width N). It saves transforming x again in backward. 1,000 coefficients of a 4,096²
-        layer read 880–1,590 columns, depending on the basis."""
-        return 2 * self.kept_columns.numel() <= self.input_width
+        when the entries read at most half of x̂'s columns (the kept array then costs at most half
+        the input's floats; it saves transforming x again in backward), unless built with
+        ``may_keep=False``. 1,000 coefficients of a 4,096² layer read 880–1,590 of its 4,098
+        columns, depending on the basis."""
+        return self.may_keep and 2 * self.kept_columns.numel() <= self.cols
 
     @property
     def entries(self) -> int:
