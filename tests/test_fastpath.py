@@ -548,6 +548,106 @@ def test_adapters_sharing_one_input():
             torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9)
 
 
+class _CountingOp:
+    """An operator stand-in that counts its transforms (x̂ = 2x, one block)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def apply_blocks(self, x):
+        self.calls += 1
+        return [2 * x]
+
+
+def test_shared_transforms_compute_once_for_all_readers_and_free_after_the_last():
+    from spectral_peft.fastpath.shared import SharedTransforms
+
+    shared, op, x = SharedTransforms(), _CountingOp(), torch.randn(6, 4)
+    for _ in range(3):
+        shared.read(x)
+    chunk = slice(0, 6)
+    results = []
+    for _ in range(3):
+        results.append(shared.apply_blocks(x, op, chunk, x[chunk])[0])
+        shared.done(x)
+    assert op.calls == 1 and all(torch.equal(r, 2 * x) for r in results)
+    assert len(shared) == 0  # the last reader freed the entry
+
+
+def test_shared_transforms_keep_nothing_for_one_reader_and_recompute_after_an_in_place_change():
+    from spectral_peft.fastpath.shared import SharedTransforms
+
+    shared, op, x = SharedTransforms(), _CountingOp(), torch.randn(6, 4)
+    shared.read(x)
+    shared.apply_blocks(x, op, slice(0, 6), x)
+    assert not shared._inputs[x].transforms  # one reader: nothing kept
+    shared.done(x)
+    assert len(shared) == 0
+    shared.read(x), shared.read(x)
+    first = shared.apply_blocks(x, op, slice(0, 6), x)[0].clone()
+    x.mul_(3)  # a new version: the kept transform is stale
+    second = shared.apply_blocks(x, op, slice(0, 6), x)[0]
+    assert op.calls == 3 and torch.equal(second, 3 * first)
+    other = torch.randn(6, 4)  # never read by a forward pass: computed, not kept
+    shared.apply_blocks(other, op, slice(0, 6), other)
+    shared.done(other)
+    assert op.calls == 4 and len(shared) == 1
+
+
+def test_shared_transforms_go_with_their_input():
+    import gc
+
+    from spectral_peft.fastpath.shared import SharedTransforms
+
+    shared, op = SharedTransforms(), _CountingOp()
+    x = torch.randn(6, 4)
+    shared.read(x), shared.read(x)
+    shared.apply_blocks(x, op, slice(0, 6), x)  # a backward that never finishes
+    del x
+    gc.collect()
+    assert len(shared) == 0
+
+
+def test_query_key_value_on_the_merged_route_transform_their_input_once(monkeypatch):
+    """Three adapters reading one input: right(x) runs once for their coefficient gradients, and
+    every gradient equals the reference route's."""
+    from spectral_peft.fastpath.shared import SHARED
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.query, self.key, self.value = nn.Linear(16, 12), nn.Linear(16, 12), nn.Linear(16, 12)
+
+        def forward(self, x):
+            return (self.query(x) * self.key(x)).sum(-1) + self.value(x).sum(-1)
+
+    block = Block().double()
+    inject(block, SpectralConfig(basis="dct", n=20, selector="random", target_modules=["query", "key", "value"]))
+    for m in block.modules():
+        if isinstance(m, SpectralAdapter):
+            with torch.no_grad():
+                m.coefficients.normal_()
+    x = randn(5, 16, seed=3)
+    grads = {}
+    transformed = []
+    for route in ("reference", "merged"):
+        set_route(block, route)
+        right = next(m for m in block.modules() if isinstance(m, SpectralAdapter)).plan().right
+        apply_blocks = type(right).apply_blocks
+        monkeypatch.setattr(type(right), "apply_blocks",
+                            lambda op, t: transformed.append(t.shape) or apply_blocks(op, t))
+        transformed.clear()
+        block.zero_grad()
+        block(x).sum().backward()
+        grads[route] = [m.coefficients.grad.clone() for m in block.modules() if isinstance(m, SpectralAdapter)]
+        monkeypatch.undo()
+    x_transforms = [shape for shape in transformed if shape[-1] == 16]  # (the output gradients are 12 wide)
+    assert x_transforms == [(5, 16)], "x transformed once for three adapters"
+    assert len(SHARED) == 0
+    for a, e in zip(grads["merged"], grads["reference"]):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
+
+
 def test_worked_example_in_the_spectral_basis_docstring_runs_and_is_fast():
     """The contract's worked example (SpectralBasis docstring) registers a basis with a fast route."""
     import textwrap

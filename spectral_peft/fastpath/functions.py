@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .shared import SHARED
+
 
 def _flat(t: torch.Tensor, features: int) -> torch.Tensor:
     return t.reshape(-1, features)
@@ -115,6 +117,8 @@ class MergedLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias, coefficients, plan, alpha, delta_fn, compute_dtype):
         ctx.plan, ctx.alpha, ctx.delta_fn, ctx.bias_dtype = plan, alpha, delta_fn, _bias_dtype(bias)
         ctx.save_for_backward(x, weight, coefficients)
+        if ctx.needs_input_grad[3]:
+            SHARED.read(x)  # query/key/value read one x: its transform is computed once in backward
         with _no_autocast(x):
             return _base_output(x, _plus_weight(delta_fn(), weight), bias, compute_dtype)
 
@@ -127,7 +131,7 @@ class MergedLinear(torch.autograd.Function):
             rows, cols = weight.shape
             g2, x2 = _flat(g, rows), _flat(x, cols)
             # the coefficient gradient first: its token chunks then never coexist with gx
-            gc = plan.coefficient_grad(g2, x2, ctx.alpha) if ctx.needs_input_grad[3] else None
+            gc = plan.coefficient_grad(g2, x2, ctx.alpha, source=x) if ctx.needs_input_grad[3] else None
             weight_eff = _plus_weight(ctx.delta_fn(), weight) if ctx.needs_input_grad[0] else None
             gx, gw, gb = _linear_grads(ctx, g2, x2, weight_eff, weight.dtype, ctx.bias_dtype)
             del weight_eff

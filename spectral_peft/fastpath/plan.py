@@ -39,6 +39,7 @@ from . import core as _core
 from .compact import CompactProgram
 from .core import NATIVE_SAMPLED_NS, NATIVE_SPREAD_NS, NATIVE_TRANSPOSE_NS, SAMPLED_NS, SPREAD_NS
 from .core import CoreProgram, spread_cost
+from .shared import SHARED
 
 ROUTES = ("auto", "reference", "dense", "merged", "sparse", "compact", "traced")
 
@@ -120,12 +121,20 @@ class AdapterPlan:
             memo["program"] = program
         return program
 
-    def coefficient_grad(self, g2: torch.Tensor, x2: torch.Tensor, alpha: float) -> torch.Tensor:
-        """∂L/∂c from output gradients g2 (T × M) and inputs x2 (T × N), chunk by chunk, in the plan's dtype."""
+    def coefficient_grad(self, g2: torch.Tensor, x2: torch.Tensor, alpha: float, source=None) -> torch.Tensor:
+        """∂L/∂c from output gradients g2 (T × M) and inputs x2 (T × N), chunk by chunk, in the plan's dtype.
+
+        ``source``: the input tensor x2 was flattened from, when a forward pass registered it with
+        :data:`.shared.SHARED` (its transform is then shared with the other adapters reading it).
+        """
         out = g2.new_zeros(self.n, dtype=self.dtype)
         for chunk in self.token_chunks(g2.shape[0], _core.GRADIENT_CHUNK_ELEMENTS):
             g, x = g2[chunk].to(self.dtype), x2[chunk].to(self.dtype)
-            out.add_(self.core.grad_blocks(self.left.adjoint_blocks(g), self.right.apply_blocks(x), alpha))
+            xh = self.right.apply_blocks(x) if source is None else SHARED.apply_blocks(source, self.right, chunk, x)
+            out.add_(self.core.grad_blocks(self.left.adjoint_blocks(g), xh, alpha))
+            del xh
+        if source is not None:
+            SHARED.done(source)
         return out
 
     # ---------------------------------------------------------------- cost model
