@@ -67,9 +67,9 @@ class SparseMatrixOp(LinearOp):
         return spread(z.reshape(-1, self.size_out), src, dst, self.size_in, scale).reshape(*z.shape[:-1], self.size_in)
 
 
-def _nonzeros(vectors_of, indices: torch.Tensor, width: int, limit: float | None):
+def _nonzeros(vectors_of, indices: torch.Tensor, limit: float | None):
     """(function, position, value) of the nonzeros of the vectors ``vectors_of(indices[block])``
-    (each len(block) × ``width``, float64), or None once there are more than ``limit``."""
+    (each a len(block) × width float64 array), or None once there are more than ``limit``."""
     parts, total = [], 0
     for start in range(0, indices.numel(), ATOM_BLOCK):
         block = indices[start : start + ATOM_BLOCK]
@@ -119,11 +119,11 @@ class CompactProgram:
         core = plan.core
         kept_p, p_local = core.kept_columns.cpu(), core.kept_p.cpu()
         used_q, q_local = torch.unique(core.q.cpu(), return_inverse=True)
-        right = _nonzeros(lambda idx: plan.right.adjoint(_unit_rows(idx, plan.core_cols)), kept_p, plan.cols, limit)
+        right = _nonzeros(lambda idx: plan.right.adjoint(_unit_rows(idx, plan.core_cols)), kept_p, limit)
         if right is None:
             return None
         rest = None if limit is None else limit - right[0].numel()
-        left = _nonzeros(lambda idx: plan.left.apply(_unit_rows(idx, plan.core_rows)), used_q, plan.rows, rest)
+        left = _nonzeros(lambda idx: plan.left.apply(_unit_rows(idx, plan.core_rows)), used_q, rest)
         if left is None:
             return None
         device, dtype = plan.device, plan.dtype
