@@ -517,24 +517,30 @@ def test_routes_over_many_token_chunks(basis, route, monkeypatch):
     _assert_same(_run(adapter, x, g, route), _reference(adapter, x, g), what=route)
 
 
-def test_adapters_sharing_one_input():
-    """query/key/value-like adapters read the same input tensor; gradients still add up exactly."""
+def _query_key_value(basis: str, n: int, widths: tuple[int, int, int]) -> nn.Module:
+    """Three adapters reading one 16-wide input (out widths ``widths``), float64, random coefficients."""
     torch.manual_seed(0)
 
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
-            self.query, self.key, self.value = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 8)
+            self.query, self.key, self.value = (nn.Linear(16, width) for width in widths)
 
         def forward(self, x):
-            return self.query(x).sum(-1) * self.key(x).sum(-1) + self.value(x).sum(-1)
+            return (self.query(x) * self.key(x)).sum(-1) + self.value(x).sum(-1)
 
     block = Block().double()
-    inject(block, SpectralConfig(basis="dft", n=25, selector="random", target_modules=["query", "key", "value"]))
+    inject(block, SpectralConfig(basis=basis, n=n, selector="random", target_modules=["query", "key", "value"]))
     for m in block.modules():
         if isinstance(m, SpectralAdapter):
             with torch.no_grad():
                 m.coefficients.normal_()
+    return block
+
+
+def test_adapters_sharing_one_input():
+    """query/key/value-like adapters read the same input tensor; gradients still add up exactly."""
+    block = _query_key_value("dft", 25, (16, 16, 8))
     x = randn(3, 7, 16, seed=1)
     grads = {}
     for route in ("reference", "merged", "sparse", "dense"):
@@ -613,20 +619,7 @@ def test_query_key_value_on_the_merged_route_transform_their_input_once(monkeypa
     every gradient equals the reference route's."""
     from spectral_peft.fastpath.shared import SHARED
 
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.query, self.key, self.value = nn.Linear(16, 12), nn.Linear(16, 12), nn.Linear(16, 12)
-
-        def forward(self, x):
-            return (self.query(x) * self.key(x)).sum(-1) + self.value(x).sum(-1)
-
-    block = Block().double()
-    inject(block, SpectralConfig(basis="dct", n=20, selector="random", target_modules=["query", "key", "value"]))
-    for m in block.modules():
-        if isinstance(m, SpectralAdapter):
-            with torch.no_grad():
-                m.coefficients.normal_()
+    block = _query_key_value("dct", 20, (12, 12, 12))
     x = randn(5, 16, seed=3)
     grads = {}
     transformed = []
