@@ -26,10 +26,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import weakref
 from pathlib import Path
 
 import torch
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from ..paths import cache_root
 
@@ -182,9 +182,9 @@ def rows(x: torch.Tensor) -> torch.Tensor:
     return flat if flat.stride(-1) == 1 else flat.contiguous()
 
 
-# id(index) -> (a weak reference to it, the (width, version) it was checked for, its int32 copy or
-# None when it is one already). (Tensors cannot be WeakKeyDictionary keys: their == is elementwise.)
-_checked_indices: dict[int, tuple[weakref.ref, tuple, torch.Tensor | None]] = {}
+# index -> (the (width, version) it was checked for, its int32 copy or None when it is one already),
+# keyed weakly by identity: an entry goes with its tensor.
+_checked_indices = WeakTensorKeyDictionary()
 
 
 def int32_indices(index: torch.Tensor, width: int, name: str) -> torch.Tensor:
@@ -195,16 +195,14 @@ def int32_indices(index: torch.Tensor, width: int, name: str) -> torch.Tensor:
     (made under ``torch.inference_mode``) have no version counter and are checked on every call."""
     tracked = not index.is_inference()  # an inference tensor has no version counter: checked every call
     key = (width, index._version if tracked else None)
-    seen = _checked_indices.get(id(index))
-    if tracked and seen is not None and seen[0]() is index and seen[1] == key:
-        return index if seen[2] is None else seen[2]
+    seen = _checked_indices.get(index) if tracked else None
+    if seen is not None and seen[0] == key:
+        return index if seen[1] is None else seen[1]
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= width):
         raise ValueError(f"{name} must index 0..{width - 1}, got {int(index.min())}..{int(index.max())}")
     converted = index.to(torch.int32).contiguous()
-    if not tracked:
-        return converted
-    ref = weakref.ref(index, lambda _, i=id(index): _checked_indices.pop(i, None))
-    _checked_indices[id(index)] = (ref, key, None if converted is index else converted)
+    if tracked:  # (the value must not hold the key itself, or the entry would keep it alive)
+        _checked_indices[index] = (key, None if converted is index else converted)
     return converted
 
 

@@ -156,6 +156,7 @@ def _only_version_queries(run):
 
 def test_int32_indices_are_checked_and_converted_once_per_tensor_and_width():
     import gc
+    import weakref
 
     index = torch.tensor([0, 5, 2, 7])
     first = library.int32_indices(index, 8, "p")
@@ -170,10 +171,11 @@ def test_int32_indices_are_checked_and_converted_once_per_tensor_and_width():
         library.int32_indices(torch.tensor([-1, 7]), 8, "p")
     already = torch.tensor([3, 1], dtype=torch.int32)
     assert library.int32_indices(already, 4, "p") is already
-    key = id(already)
+    entries = len(library._checked_indices)
+    alive = weakref.ref(already)
     del already
     gc.collect()
-    assert key not in library._checked_indices  # the cache does not keep the tensors alive
+    assert alive() is None and len(library._checked_indices) == entries - 1  # the cache keeps no tensor alive
 
 
 def test_int32_indices_made_under_inference_mode_are_checked_on_every_call():
@@ -183,4 +185,4 @@ def test_int32_indices_made_under_inference_mode_are_checked_on_every_call():
         index[1] = 8  # in place, and untracked: no version counter
         with pytest.raises(ValueError, match=r"p must index 0..7, got 0..8"):
             library.int32_indices(index, 8, "p")
-    assert id(index) not in library._checked_indices
+    assert index not in library._checked_indices
