@@ -161,8 +161,32 @@ def _command(name: str, argv: list[str] | None) -> str:
 
 
 def _run_key(run: dict) -> str:
-    payload = {k: _fmt(run.get(k)) for k in CONFIG_COLUMNS if k not in KEY_DEFAULTS or run.get(k) != KEY_DEFAULTS[k]}
+    """sha256 of the run's settings (:data:`CONFIG_COLUMNS`), leaving out those at their
+    :data:`KEY_DEFAULTS` value or not set (a setting that does not apply to the run, such as a
+    LoRA run's ``alpha_scaling``)."""
+    payload = {k: _fmt(run.get(k)) for k in CONFIG_COLUMNS
+               if k not in KEY_DEFAULTS or run.get(k) not in (None, KEY_DEFAULTS[k])}
+    return _digest(payload)
+
+
+def _digest(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _earlier_keys(run: dict) -> set[str]:
+    """Keys earlier versions gave this run, so that their results.csv files still resume: from
+    b1ee243 until the key left out unset settings, a run without ``alpha_scaling`` (LoRA, head,
+    full) was keyed with it empty."""
+    if run.get("alpha_scaling") is not None:
+        return set()
+    payload = {k: _fmt(run.get(k)) for k in CONFIG_COLUMNS if k not in KEY_DEFAULTS or run.get(k) != KEY_DEFAULTS[k]}
+    return {_digest(payload)}
+
+
+def pending_runs(runs: list[dict], rows: list[dict]) -> list[dict]:
+    """The planned ``runs`` that no row of results.csv has finished (by run key, current or earlier)."""
+    done = {r["run_key"] for r in rows if not r.get("status", "").startswith("error")}
+    return [run for run in runs if not ({run["run_key"]} | _earlier_keys(run)) & done]
 
 
 def derive_seeds(seed: int, held: dict | None = None) -> dict:
@@ -187,6 +211,19 @@ def alpha_scaling_of(cfg: dict) -> str:
     if scaling not in ALPHA_SCALINGS:
         raise SystemExit(f"error: alpha scaling must be one of {', '.join(ALPHA_SCALINGS)}, got {scaling!r}")
     return "none" if scaling == "none" else f"{scaling}:{int(cfg['n'])}"
+
+
+def shared_settings(cfg: dict, *, dataset: str, dataset_fingerprint: str, backbone: str, train_size: int,
+                    eval_size: int, task: str, dtype: str) -> dict:
+    """The settings every run of the study shares: the options ``cfg`` and what loading gave."""
+    return dict(
+        dataset=dataset, dataset_fingerprint=dataset_fingerprint, backbone=backbone, preset=cfg["preset"],
+        layers=cfg["layers"], modules=cfg["modules"], lr_head=cfg["head_lr"], weight_decay=cfg["weight_decay"],
+        warmup_ratio=cfg["warmup_ratio"], epochs=float(cfg["epochs"]), max_steps=cfg.get("max_steps"),
+        batch_size=cfg["batch_size"], max_len=cfg["max_len"], train_size=train_size,
+        eval_split=cfg["eval_split"], eval_size=eval_size, data_seed=cfg["data_seed"],
+        cached_layers=None if cfg.get("no_cache") else "auto", task=task, dtype=dtype,
+    )
 
 
 def plan_runs(study: Study, cfg: dict, shared: dict, lora_ranks: dict[int, int]) -> list[dict]:
@@ -361,14 +398,8 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
         raise SystemExit(f"error: {e}") from e
     setup = dataclasses.replace(setup, expect=ws.fingerprints())  # workers check they load the same
 
-    shared = dict(
-        dataset=ds.name, dataset_fingerprint=ds.fingerprint(), backbone=backbone.name, preset=cfg["preset"],
-        layers=cfg["layers"], modules=cfg["modules"], lr_head=cfg["head_lr"], weight_decay=cfg["weight_decay"],
-        warmup_ratio=cfg["warmup_ratio"], epochs=float(cfg["epochs"]), max_steps=cfg.get("max_steps"),
-        batch_size=cfg["batch_size"], max_len=cfg["max_len"], train_size=len(train_split),
-        eval_split=cfg["eval_split"], eval_size=len(eval_split), data_seed=cfg["data_seed"],
-        cached_layers=None if cfg.get("no_cache") else "auto", task=setup.task, dtype=setup.dtype,
-    )
+    shared = shared_settings(cfg, dataset=ds.name, dataset_fingerprint=ds.fingerprint(), backbone=backbone.name,
+                             train_size=len(train_split), eval_size=len(eval_split), task=setup.task, dtype=setup.dtype)
     baseline = cfg.get("baseline") or study.default_baseline(grid)
     runs = plan_runs(study, cfg, shared, lora_ranks)
 
@@ -378,8 +409,8 @@ def _run(study, cfg, out, csv_path, manifest_path, argv, say) -> int:
         raise SystemExit(f"error: {csv_path} holds results of another study ({sorted(foreign)}); use another --out")
     rows = [r for r in rows if not r.get("status", "").startswith("error")]  # failed runs are retried
     done = {r["run_key"] for r in rows}
-    planned = {r["run_key"] for r in runs}
-    pending = [r for r in runs if r["run_key"] not in done]
+    planned = {key for r in runs for key in {r["run_key"]} | _earlier_keys(r)}
+    pending = pending_runs(runs, rows)
     current = prov.provenance()
     mixed = prov.check_mixed(out, rows, current, bool(cfg.get("allow_mixed"))) if pending else []
     if mixed:

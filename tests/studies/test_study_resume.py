@@ -4,8 +4,9 @@ import json
 import pandas as pd
 import pytest
 
-from .helpers import load_study, run  # noqa: I001  (puts the repo root on sys.path)
+from .helpers import REPO, load_study, run  # noqa: I001  (puts the repo root on sys.path)
 import spectral_peft.studies.job as job  # noqa: E402
+import spectral_peft.studies.runner as runner  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -104,3 +105,29 @@ def test_cache_is_an_exact_shortcut(tmp_path):
     assert list(da["cached_layers"]) == [1, 1] and list(db["cached_layers"]) == [0, 0]
     for col in ("eval_loss", "train_loss"):
         assert abs(da[col] - db[col]).max() < 1e-4, col
+
+
+COMMITTED = sorted(path.parent for path in (REPO / "docs" / "results").glob("*/manifest.json")
+                   if "runs" in json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=lambda folder: folder.name)
+def test_committed_results_resume_without_rerunning_a_finished_run(folder):
+    """The study planned again today from the manifest of a committed results folder: each run is
+    known by the key it was written with (run keys of every earlier version still match), and a
+    resume would run exactly the runs the folder does not hold."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    cfg, dataset = manifest["config"], manifest["dataset"]
+    shared = runner.shared_settings(
+        cfg, dataset=dataset["name"], dataset_fingerprint=dataset["fingerprint"], backbone=manifest["backbone"]["name"],
+        train_size=dataset["train_size_used"], eval_size=dataset["eval_size_used"], task=manifest["task"],
+        dtype=manifest["device"]["dtype"])
+    lora_ranks = {int(n): rank for n, rank in manifest["lora_ranks"].items()}
+    runs = runner.plan_runs(load_study(manifest["study"]), cfg, shared, lora_ranks)
+    written = manifest["runs"]["run_keys"]
+    assert len(runs) == len(written) == manifest["runs"]["planned"]
+    assert all(key in {run["run_key"]} | runner._earlier_keys(run) for run, key in zip(runs, written))
+    rows = runner.read_rows(folder / "results.csv")
+    done = {row["run_key"] for row in rows}
+    assert runner.pending_runs(runs, rows) == [run for run, key in zip(runs, written) if key not in done]
+    assert len(done) == len(rows) and done <= set(written)
