@@ -42,7 +42,7 @@ The operators (factories are cached: equal operators are one shared instance):
                          (the 1-D factors of every block of the 2-D wavelet pyramid).
 =======================  =====================================================================
 
-Combinators build operators from operators: ``BlockDiagonalOp(op, count)`` (blockdiag(op, …)),
+Combinators build operators from operators: ``block_diagonal(op, count)`` (blockdiag(op, …), cached),
 ``SpreadOp(a, count)`` (I_count ⊗ a), ``ComposedOp(outer, inner)`` (outer · inner) and
 ``StackedOp([A_1, A_2, …])`` (outputs side by side, as output blocks).
 
@@ -144,7 +144,7 @@ class LinearOp:
     def adjoint_transposed(self, z: torch.Tensor) -> torch.Tensor | None:
         return None
 
-    @property
+    @functools.cached_property
     def T(self) -> "LinearOp":
         return _Transposed(self)
 
@@ -840,6 +840,13 @@ class BlockDiagonalOp(_Constants, LinearOp):
             super().prepare(device, dtype)
 
 
+@functools.lru_cache(maxsize=256)
+def block_diagonal(op: LinearOp, count: int) -> BlockDiagonalOp:
+    """blockdiag(op, …, op) with ``count`` blocks (see the class), one shared instance per (op, count),
+    so that adapters of one shape share its constants and the transforms of their common input."""
+    return BlockDiagonalOp(op, count)
+
+
 class SpreadOp(_Constants, LinearOp):
     """I_count ⊗ a: entry i of the input becomes the piece ``value_i · a`` of the output.
 
@@ -929,6 +936,6 @@ class StackedOp(LinearOp):
 
 __all__ = [
     "BlockDiagonalOp", "CoefficientOp", "ComposedOp", "CosineOp", "DwtLevel", "HartleyOp", "IdentityOp", "LinearOp",
-    "RfftOp", "SpectrumOp", "SpreadOp", "StackedOp", "WalshHadamardOp", "WaveletCascadeOp", "cosine", "dwt_level",
-    "fft_cost", "hartley", "identity", "rfft", "walsh_hadamard", "wavelet_cascade", "wavelet_filters",
+    "RfftOp", "SpectrumOp", "SpreadOp", "StackedOp", "WalshHadamardOp", "WaveletCascadeOp", "block_diagonal", "cosine",
+    "dwt_level", "fft_cost", "hartley", "identity", "rfft", "walsh_hadamard", "wavelet_cascade", "wavelet_filters",
 ]

@@ -614,12 +614,13 @@ def test_shared_transforms_go_with_their_input():
     assert len(shared) == 0
 
 
-def test_query_key_value_on_the_merged_route_transform_their_input_once(monkeypatch):
-    """Three adapters reading one input: right(x) runs once for their coefficient gradients, and
-    every gradient equals the reference route's."""
+@pytest.mark.parametrize("basis", BASES)
+def test_query_key_value_on_the_merged_route_transform_their_input_once(monkeypatch, basis):
+    """Three adapters reading one input: right(x) runs once for their coefficient gradients (their
+    right operators are one shared instance), and every gradient equals the reference route's."""
     from spectral_peft.fastpath.shared import SHARED
 
-    block = _query_key_value("dct", 20, (12, 12, 12))
+    block = _query_key_value(basis, 20, (8, 8, 8))
     x = randn(5, 16, seed=3)
     grads = {}
     transformed = []
@@ -634,7 +635,7 @@ def test_query_key_value_on_the_merged_route_transform_their_input_once(monkeypa
         block(x).sum().backward()
         grads[route] = [m.coefficients.grad.clone() for m in block.modules() if isinstance(m, SpectralAdapter)]
         monkeypatch.undo()
-    x_transforms = [shape for shape in transformed if shape[-1] == 16]  # (the output gradients are 12 wide)
+    x_transforms = [shape for shape in transformed if shape[-1] == 16]  # (the output gradients are 8 wide)
     assert x_transforms == [(5, 16)], "x transformed once for three adapters"
     assert len(SHARED) == 0
     for a, e in zip(grads["merged"], grads["reference"]):

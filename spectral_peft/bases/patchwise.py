@@ -202,8 +202,8 @@ class PatchwiseBasis(SpectralBasis):
         entries = Entries(
             block_row[e.j] * inner.left.size_in + e.q, block_col[e.j] * inner.right.size_out + e.p, e.j, e.w
         )
-        left = operators.BlockDiagonalOp(inner.left, rows // bm)
-        right = operators.BlockDiagonalOp(inner.right, cols // bn)
+        left = operators.block_diagonal(inner.left, rows // bm)
+        right = operators.block_diagonal(inner.right, cols // bn)
         return Factorization(left, right, entries, inverse=None if inner.inverse is None else self.inverse)
 
     def _block_mean_factors(self):
