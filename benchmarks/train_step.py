@@ -5,6 +5,7 @@
     python benchmarks/train_step.py --workloads minilm --repeats 11
     python benchmarks/train_step.py --smoke              # tiny shapes, seconds: keeps the script from rotting
     python benchmarks/train_step.py --dtypes bfloat16 --device cuda   # the same on a GPU, bf16 only
+    python benchmarks/train_step.py --tables-from runs/benchmarks/train_step.csv   # README tables of a run
 
 For every workload, in one process, every method gets its own copy of the model and is timed
 side by side: the methods run one full training step each (zero_grad, forward, loss, backward,
@@ -550,6 +551,47 @@ def summary(rows: list[dict]) -> None:
         print(f"{method:<20}" + "".join(cells))
 
 
+WORKLOAD_TITLES = {"minilm": "MiniLM", "stack": "4×1024² stack", "wide": "4096² layer"}
+
+
+def markdown_tables(rows: list[dict]) -> str:
+    """The README's tables: one per precision, a method per line, per workload the paired time
+    ratio to LoRA with its 95% interval and verdict, and the step-memory ratio (— where a method does
+    not fit a workload). ``rows`` as :func:`report` returns them or as read back from the CSV."""
+    def number(value) -> float:
+        return float(value) if value not in ("", None) else float("nan")
+
+    out = []
+    for dtype in dict.fromkeys(r["dtype"] for r in rows):
+        mine = [r for r in rows if r["dtype"] == dtype]
+        loads = list(dict.fromkeys(r["workload"] for r in mine))
+        by_key = {(r["workload"], r["method"]): r for r in mine}
+        header = ["method"] + [f"{WORKLOAD_TITLES.get(w, w)} {part}" for w in loads
+                               for part in ("time ×LoRA [95% CI]", "mem ×LoRA")]
+        lines = [f"{dtype}:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for method in dict.fromkeys(r["method"] for r in mine):
+            name = method
+            if method == "lora":
+                name += " (" + " / ".join(f"{number(by_key[(w, 'lora')]['median_ms']):.0f}" for w in loads
+                                          if (w, "lora") in by_key) + " ms)"
+            cells = [name]
+            for w in loads:
+                r = by_key.get((w, method))
+                if r is None:
+                    cells += ["—", "—"]
+                    continue
+                ratio, low, high = (number(r[k]) for k in ("paired_lora", "paired_lora_low", "paired_lora_high"))
+                if method == "lora":
+                    time = "1.00"
+                else:
+                    time = f"{ratio:.2f} [{low:.2f}, {high:.2f}]" + ("" if r["verdict"] == "tie" else f" {r['verdict']}")
+                memory = number(r["mem_ratio_lora"])
+                cells += [time, "—" if math.isnan(memory) else f"{memory:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
 BF16_INSTRUCTIONS = ("avx512_bf16", "amx_bf16")
 
 
@@ -596,8 +638,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--csv", default=str(ROOT / "runs" / "benchmarks" / "train_step.csv"))
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes and 2 rounds (for CI)")
+    parser.add_argument("--markdown", action="store_true", help="also print the results as markdown tables (the README's)")
+    parser.add_argument("--tables-from", default=None, metavar="CSV",
+                        help="measure nothing: print the markdown tables of an earlier run's CSV and exit")
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.tables_from:
+        with open(args.tables_from, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            parser.error(f"--tables-from: {args.tables_from} holds no rows")
+        print(markdown_tables(rows))
+        return rows
 
     args.threads = args.threads or (1 if args.smoke else 2)
     torch.set_num_threads(args.threads)
@@ -647,6 +699,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 memory = measure_memory(name, mem_methods, args.smoke, args.threads, dtype_name)
             rows += report(workload, dtype_name, timing, memory)
     summary(rows)
+    if args.markdown:
+        print("\n" + markdown_tables(rows))
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.csv:
         path = Path(args.csv)

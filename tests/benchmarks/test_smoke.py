@@ -141,3 +141,43 @@ def test_train_step_runs_every_method_once_per_round_in_a_fresh_seeded_order(mon
     assert len({tuple(r) for r in rounds}) > 1  # not one fixed order
     assert len({(r[i - 1], r[i]) for r in rounds for i in range(1, len(r))}) > len(methods)  # neighbours vary
     assert timed_rounds() == rounds  # seeded: a rerun times in the same orders
+
+
+def test_markdown_tables_give_each_precision_a_table_with_every_cell_from_its_row(tmp_path):
+    bench = _load("train_step")
+
+    def row(workload, dtype, method, ratio, low, high, verdict, memory, median="100"):
+        return {"workload": workload, "dtype": dtype, "method": method, "median_ms": median, "paired_lora": ratio,
+                "paired_lora_low": low, "paired_lora_high": high, "verdict": verdict, "mem_ratio_lora": memory}
+
+    rows = [
+        row("stack", "float32", "lora", "1.0", "1.0", "1.0", "tie", "1.0", median="215.4"),
+        row("stack", "float32", "ours:wht", "0.874", "0.842", "0.905", "faster", "0.951"),
+        row("wide", "float32", "lora", "1.0", "1.0", "1.0", "tie", "1.0", median="108.2"),
+        row("wide", "float32", "ours:wht", "1.004", "0.95", "1.06", "tie", ""),
+        row("minilm", "bfloat16", "lora", "1.0", "1.0", "1.0", "tie", "1.0", median="665"),
+        row("minilm", "bfloat16", "ours:dct", "1.031", "1.012", "1.05", "slower", "0.75"),
+    ]
+    path = tmp_path / "run.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    printed = bench.markdown_tables(rows)
+    assert bench.main(["--tables-from", str(path)]) == rows  # read back from the CSV: the same rows
+    assert printed.split("\n") == [
+        "float32:",
+        "",
+        "| method | 4×1024² stack time ×LoRA [95% CI] | 4×1024² stack mem ×LoRA | 4096² layer time ×LoRA [95% CI] "
+        "| 4096² layer mem ×LoRA |",
+        "|---|---|---|---|---|",
+        "| lora (215 / 108 ms) | 1.00 | 1.00 | 1.00 | 1.00 |",
+        "| ours:wht | 0.87 [0.84, 0.91] faster | 0.95 | 1.00 [0.95, 1.06] | — |",
+        "",
+        "bfloat16:",
+        "",
+        "| method | MiniLM time ×LoRA [95% CI] | MiniLM mem ×LoRA |",
+        "|---|---|---|",
+        "| lora (665 ms) | 1.00 | 1.00 |",
+        "| ours:dct | 1.03 [1.01, 1.05] slower | 0.75 |",
+    ]
