@@ -25,6 +25,7 @@ from .bases import SpectralBasis
 from .distributed import add_to_parameter, full_tensor, is_sharded
 from .fastpath.functions import DenseLinear, MergedLinear, SparseLinear, sparse_delta_output
 from .fastpath.plan import ROUTES, AdapterPlan, choose_route
+from .tensor_version import version
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -81,9 +82,17 @@ class SpectralAdapter(nn.Module):
 
     def __init__(self, base_layer: nn.Module, basis: SpectralBasis, positions: torch.Tensor, alpha: float = 1.0):
         super().__init__()
+        # under torch.inference_mode the adapter's tensors would be inference tensors, which cannot
+        # train later (no version counter, not saved for backward): they are made as normal tensors
+        with torch.inference_mode(False):
+            self._build(base_layer, basis, positions, alpha)
+
+    def _build(self, base_layer, basis, positions, alpha) -> None:
         self.out_features, self.in_features = linear_weight_shape(base_layer)
         basis.check_shape(self.out_features, self.in_features)
         positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
+        if positions.is_inference():  # (chosen under inference mode)
+            positions = positions.clone()
         total = self.out_features * self.in_features
         if positions.numel() < 1 or positions.min() < 0 or positions.max() >= total:
             raise ValueError(
@@ -140,7 +149,7 @@ class SpectralAdapter(nn.Module):
         if needs_graph:
             self._cache = None
             return self.delta_weight().to(dtype)
-        key = (self.coefficients._version, self.coefficients.data_ptr(), dtype, self.alpha)
+        key = (version(self.coefficients), self.coefficients.data_ptr(), dtype, self.alpha)
         if self._cache is None or self._cache[0] != key:
             with torch.no_grad():
                 self._cache = (key, self.delta_weight().to(dtype))
@@ -163,10 +172,11 @@ class SpectralAdapter(nn.Module):
         if self.positions.is_meta:  # no values yet (meta-device init): built once they exist
             return None
         device, dtype = self.positions.device, self.coefficients.dtype
-        key = (id(self.positions), self.positions._version, device, dtype, id(self.basis))
+        key = (id(self.positions), version(self.positions), device, dtype, id(self.basis))
         if self._plan_key != key:
-            factorization = self.basis.factorization(self.out_features, self.in_features, self.positions.cpu())
-            self._plan = None if factorization is None else AdapterPlan(factorization, self.n, device, dtype)
+            with torch.inference_mode(False):  # its tensors serve training too
+                factorization = self.basis.factorization(self.out_features, self.in_features, self.positions.cpu())
+                self._plan = None if factorization is None else AdapterPlan(factorization, self.n, device, dtype)
             self._plan_key = key
         return self._plan
 
@@ -296,8 +306,8 @@ class SpectralAdapter(nn.Module):
         weight = self.base_layer.weight
         coefficients = self.coefficients
         key = (
-            coefficients._version, coefficients.data_ptr(), weight._version, weight.data_ptr(),
-            self.positions._version, self.positions.data_ptr(), self.alpha, weight.dtype, id(self.basis),
+            version(coefficients), coefficients.data_ptr(), version(weight), weight.data_ptr(),
+            version(self.positions), self.positions.data_ptr(), self.alpha, weight.dtype, id(self.basis),
         )
         if self._weight_cache is None or self._weight_cache[0] != key:
             self._weight_cache = None

@@ -261,7 +261,8 @@ class _Constants:
             cache = self._const_cache = {}
         key = (device, dtype)
         if key not in cache:
-            cache[key] = self.build(device, dtype)
+            with torch.inference_mode(False):  # kept for later training steps too
+                cache[key] = self.build(device, dtype)
         return cache[key]
 
     def build(self, device, dtype) -> tuple:

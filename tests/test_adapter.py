@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tests.adapter_cases import BASIS_SELECTOR, TinyNet, adapt, make_config, randomize_coefficients, tiny_input
-from spectral_peft import SpectralAdapter, adapters, get_basis, inject, list_bases, trainable_parameters
+from spectral_peft import SpectralAdapter, adapters, get_basis, inject, list_bases, operators, trainable_parameters
 
 
 @pytest.mark.parametrize("basis, selector", BASIS_SELECTOR)
@@ -210,3 +210,78 @@ def test_model_cast_to_half_after_inject_trains_on_every_route(basis, dtype):
             losses.append(loss.item())
         assert model.up.coefficients.dtype == torch.float32 and model.up.coefficients.grad.dtype == torch.float32
         assert all(map(math.isfinite, losses)) and losses[-1] < losses[0], (route, losses)
+
+
+def _adapter_tensors(model):
+    for adapter in adapters(model).values():
+        yield adapter.coefficients
+        yield adapter.positions
+
+
+@pytest.mark.parametrize("basis", list_bases())
+def test_injected_under_inference_mode_trains_like_injected_outside(basis):
+    """inject() inside ``torch.inference_mode`` (e.g. in a script that loads and evaluates first)
+    gives an adapter of normal tensors: it trains, step for step, as one injected outside."""
+    config = make_config(basis, "energy")
+    outside, inside = inject(TinyNet(), config), TinyNet()
+    with torch.inference_mode():
+        inject(inside, config)
+    assert not any(t.is_inference() for t in _adapter_tensors(inside))
+    x = tiny_input()
+    models = (outside, inside)
+    for model in models:
+        randomize_coefficients(model)
+    optimizers = [torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=0.1) for m in models]
+    for _ in range(2):
+        losses = []
+        for model, optimizer in zip(models, optimizers):
+            optimizer.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-6, atol=1e-7)
+    for a, b in zip(_adapter_tensors(outside), _adapter_tensors(inside)):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_a_model_with_inference_tensor_weights_evaluates_its_current_coefficients():
+    """Weights made under ``torch.inference_mode`` keep no version counter: the adapter's caches
+    of W0 + ΔW then recompute instead of failing, and always use the current coefficients."""
+    with torch.inference_mode():
+        frozen = TinyNet()
+    assert frozen.up.weight.is_inference()
+    config = make_config("dct", "energy")
+    model, reference = inject(frozen, config).eval(), inject(TinyNet(), config).eval()
+    x = tiny_input()
+    for seed in (0, 1):
+        randomize_coefficients(model, seed=seed)
+        randomize_coefficients(reference, seed=seed)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), reference(x))
+            torch.testing.assert_close(model(x), reference(x))  # a second call (a cache would be reused)
+
+
+def test_route_constants_built_under_inference_mode_are_normal_tensors():
+    """An operator's constants are built on first use and kept; if that use is under
+    ``torch.inference_mode`` (evaluation first), they must still serve later training steps.
+    Every registered basis's fast-route operators, their constants built afresh."""
+    ops = []
+    for basis in list_bases():
+        adapter = next(iter(adapters(inject(TinyNet(), make_config(basis, "energy"))).values()))
+        factorization = adapter.basis.factorization(adapter.out_features, adapter.in_features, adapter.positions)
+        ops += [factorization.left, factorization.right]
+    built = []
+    original = operators._Constants._consts
+
+    def recording(self, device, dtype):
+        self._const_cache = None  # built afresh here, whatever earlier tests built
+        constants = original(self, device, dtype)
+        built.extend(t for t in constants if isinstance(t, torch.Tensor))
+        return constants
+
+    with pytest.MonkeyPatch.context() as mp, torch.inference_mode():
+        mp.setattr(operators._Constants, "_consts", recording)
+        for op in ops:
+            op.prepare(torch.device("cpu"), torch.float32)
+    assert len(built) > 10 and not any(t.is_inference() for t in built)

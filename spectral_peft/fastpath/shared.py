@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from ..tensor_version import version
+
 
 class _Entry:
     __slots__ = ("readers", "transforms")
@@ -42,7 +44,7 @@ class SharedTransforms:
         entry = self._inputs.get(x)
         if entry is None:
             return op.apply_blocks(x_chunk)
-        key = (op, chunk.start, chunk.stop, x_chunk.dtype, x._version)
+        key = (op, chunk.start, chunk.stop, x_chunk.dtype, version(x))
         blocks = entry.transforms.get(key)
         if blocks is None:
             blocks = op.apply_blocks(x_chunk)
