@@ -557,7 +557,8 @@ WORKLOAD_TITLES = {"minilm": "MiniLM", "stack": "4×1024² stack", "wide": "4096
 def markdown_tables(rows: list[dict]) -> str:
     """The README's tables: one per precision, a method per line, per workload the paired time
     ratio to LoRA with its 95% interval and verdict, and the step-memory ratio (— where a method does
-    not fit a workload). ``rows`` as :func:`report` returns them or as read back from the CSV."""
+    not fit a workload; the memory columns only where memory was measured). ``rows`` as
+    :func:`report` returns them or as read back from the CSV."""
     def number(value) -> float:
         return float(value) if value not in ("", None) else float("nan")
 
@@ -566,8 +567,9 @@ def markdown_tables(rows: list[dict]) -> str:
         mine = [r for r in rows if r["dtype"] == dtype]
         loads = list(dict.fromkeys(r["workload"] for r in mine))
         by_key = {(r["workload"], r["method"]): r for r in mine}
-        header = ["method"] + [f"{WORKLOAD_TITLES.get(w, w)} {part}" for w in loads
-                               for part in ("time ×LoRA [95% CI]", "mem ×LoRA")]
+        with_memory = any(r.get("mem_ratio_lora") not in ("", None) for r in mine)
+        parts = ("time ×LoRA [95% CI]", "mem ×LoRA") if with_memory else ("time ×LoRA [95% CI]",)
+        header = ["method"] + [f"{WORKLOAD_TITLES.get(w, w)} {part}" for w in loads for part in parts]
         lines = [f"{dtype}:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for method in dict.fromkeys(r["method"] for r in mine):
             name = method
@@ -578,15 +580,17 @@ def markdown_tables(rows: list[dict]) -> str:
             for w in loads:
                 r = by_key.get((w, method))
                 if r is None:
-                    cells += ["—", "—"]
+                    cells += ["—"] * len(parts)
                     continue
                 ratio, low, high = (number(r[k]) for k in ("paired_lora", "paired_lora_low", "paired_lora_high"))
                 if method == "lora":
                     time = "1.00"
                 else:
                     time = f"{ratio:.2f} [{low:.2f}, {high:.2f}]" + ("" if r["verdict"] == "tie" else f" {r['verdict']}")
-                memory = number(r["mem_ratio_lora"])
-                cells += [time, "—" if math.isnan(memory) else f"{memory:.2f}"]
+                cells.append(time)
+                if with_memory:
+                    memory = number(r["mem_ratio_lora"])
+                    cells.append("—" if math.isnan(memory) else f"{memory:.2f}")
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out)

@@ -157,6 +157,8 @@ def test_markdown_tables_give_each_precision_a_table_with_every_cell_from_its_ro
         row("wide", "float32", "ours:wht", "1.004", "0.95", "1.06", "tie", ""),
         row("minilm", "bfloat16", "lora", "1.0", "1.0", "1.0", "tie", "1.0", median="665"),
         row("minilm", "bfloat16", "ours:dct", "1.031", "1.012", "1.05", "slower", "0.75"),
+        row("wide", "float16", "lora", "1.0", "1.0", "1.0", "tie", "", median="52"),  # memory not measured
+        row("wide", "float16", "ours:dht", "0.97", "0.955", "0.99", "faster", ""),
     ]
     path = tmp_path / "run.csv"
     with open(path, "w", newline="") as f:
@@ -180,4 +182,11 @@ def test_markdown_tables_give_each_precision_a_table_with_every_cell_from_its_ro
         "|---|---|---|",
         "| lora (665 ms) | 1.00 | 1.00 |",
         "| ours:dct | 1.03 [1.01, 1.05] slower | 0.75 |",
+        "",
+        "float16:",
+        "",
+        "| method | 4096² layer time ×LoRA [95% CI] |",
+        "|---|---|",
+        "| lora (52 ms) | 1.00 |",
+        "| ours:dht | 0.97 [0.95, 0.99] faster |",
     ]
