@@ -160,16 +160,14 @@ def _command(name: str, argv: list[str] | None) -> str:
 # planning
 
 
-def _run_key(run: dict) -> str:
+def _run_key(run: dict, key_unset: bool = False) -> str:
     """sha256 of the run's settings (:data:`CONFIG_COLUMNS`), leaving out those at their
     :data:`KEY_DEFAULTS` value or not set (a setting that does not apply to the run, such as a
-    LoRA run's ``alpha_scaling``)."""
-    payload = {k: _fmt(run.get(k)) for k in CONFIG_COLUMNS
-               if k not in KEY_DEFAULTS or run.get(k) not in (None, KEY_DEFAULTS[k])}
-    return _digest(payload)
+    LoRA run's ``alpha_scaling``); ``key_unset`` keys the unset ones as empty (an earlier rule)."""
+    def left_out(k):
+        return k in KEY_DEFAULTS and (run.get(k) == KEY_DEFAULTS[k] or (run.get(k) is None and not key_unset))
 
-
-def _digest(payload: dict) -> str:
+    payload = {k: _fmt(run.get(k)) for k in CONFIG_COLUMNS if not left_out(k)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -177,10 +175,7 @@ def _earlier_keys(run: dict) -> set[str]:
     """Keys earlier versions gave this run, so that their results.csv files still resume: from
     b1ee243 until the key left out unset settings, a run without ``alpha_scaling`` (LoRA, head,
     full) was keyed with it empty."""
-    if run.get("alpha_scaling") is not None:
-        return set()
-    payload = {k: _fmt(run.get(k)) for k in CONFIG_COLUMNS if k not in KEY_DEFAULTS or run.get(k) != KEY_DEFAULTS[k]}
-    return {_digest(payload)}
+    return set() if run.get("alpha_scaling") is not None else {_run_key(run, key_unset=True)}
 
 
 def pending_runs(runs: list[dict], rows: list[dict]) -> list[dict]:
