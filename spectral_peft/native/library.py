@@ -32,6 +32,7 @@ import torch
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from ..paths import cache_root
+from ..tensor_version import version
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def int32_indices(index: torch.Tensor, width: int, name: str) -> torch.Tensor:
     an in-place change (which bumps the tensor's ``_version``) is checked again. Inference tensors
     (made under ``torch.inference_mode``) have no version counter and are checked on every call."""
     tracked = not index.is_inference()  # an inference tensor has no version counter: checked every call
-    key = (width, index._version if tracked else None)
+    key = (width, version(index))
     seen = _checked_indices.get(index) if tracked else None
     if seen is not None and seen[0] == key:
         return index if seen[1] is None else seen[1]
